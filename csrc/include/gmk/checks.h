@@ -1,0 +1,74 @@
+// Torch-side argument checks and stream set-up shared by every family's CPU and CUDA glue.
+// Messages name the argument and what was expected (ARCHITECTURE: errors name the problem).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <cstdint>
+
+#include "gmk/philox.h"
+
+namespace gmk {
+
+// SPEC §0 row view of a random tensor: dim 0 is the row (a 0-d tensor is one row).
+struct RowView {
+  int64_t rows;
+  int64_t M;
+};
+
+inline RowView row_view(at::IntArrayRef sizes) {
+  int64_t numel = 1;
+  for (auto s : sizes) numel *= s;
+  if (sizes.empty()) return {1, 1};
+  const int64_t rows = sizes[0];
+  return {rows, rows == 0 ? 0 : numel / rows};
+}
+
+// Checks the SPEC §0 limits and builds the stream. seed and offset arrive as int64 holding the
+// bits of a uint64 (the Python wrappers range-check them and convert).
+inline PhiloxStream checked_stream(const char* op, at::IntArrayRef sizes, int64_t seed,
+                                   int64_t offset, int64_t sample_offset) {
+  const RowView v = row_view(sizes);
+  TORCH_CHECK(sample_offset >= 0, op, ": sample_offset must be >= 0, got ", sample_offset);
+  TORCH_CHECK(sample_offset < (int64_t{1} << 32), op, ": sample_offset must be < 2^32, got ", sample_offset);
+  TORCH_CHECK(v.rows + sample_offset < (int64_t{1} << 32), op,
+              ": rows + sample_offset must be < 2^32 (SPEC §0), got rows=", v.rows,
+              " sample_offset=", sample_offset);
+  TORCH_CHECK(v.M < (int64_t{1} << 34), op,
+              ": a row (numel / size(0)) must hold fewer than 2^34 elements, got ", v.M);
+  return make_stream(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset),
+                     static_cast<uint64_t>(sample_offset));
+}
+
+inline void check_same(const char* op, const at::Tensor& a, const char* an, const at::Tensor& b,
+                       const char* bn) {
+  TORCH_CHECK(a.sizes() == b.sizes(), op, ": ", bn, " must have the shape of ", an, " ",
+              a.sizes(), ", got ", b.sizes());
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), op, ": ", bn, " must have the dtype of ", an,
+              " (", a.scalar_type(), "), got ", b.scalar_type());
+  TORCH_CHECK(a.device() == b.device(), op, ": ", bn, " must be on the device of ", an, " (",
+              a.device(), "), got ", b.device());
+}
+
+// A per-sample scalar: None, or a (rows,) tensor on x's device. Returned contiguous in `acc`.
+inline at::Tensor per_sample(const char* op, const c10::optional<at::Tensor>& t, const char* name,
+                             const at::Tensor& x, at::ScalarType acc) {
+  if (!t.has_value() || !t->defined()) return at::Tensor();
+  const at::Tensor& v = *t;
+  const int64_t rows = x.dim() == 0 ? 1 : x.size(0);
+  TORCH_CHECK(v.dim() == 1 && v.size(0) == rows, op, ": ", name,
+              " must be a float or a per-sample tensor of shape (", rows, ",), got shape ",
+              v.sizes());
+  TORCH_CHECK(at::isFloatingType(v.scalar_type()), op, ": ", name,
+              " must be a floating-point tensor, got ", v.scalar_type());
+  TORCH_CHECK(v.device() == x.device(), op, ": ", name, " must be on ", x.device(), ", got ",
+              v.device());
+  return v.to(acc).contiguous();
+}
+
+inline at::ScalarType acc_type_of(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+}  // namespace gmk

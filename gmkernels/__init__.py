@@ -1,0 +1,30 @@
+"""gmkernels: fused PyTorch kernels for the hot loops of classic generative models.
+
+Each op is a ``torch.ops.gmkernels.*`` dispatcher operator with a C++ CPU kernel, a CUDA
+kernel, a Triton kernel and a plain-PyTorch reference, with autograd and ``torch.compile``
+support. All randomness comes from one counter-based Philox stream (:mod:`gmkernels.random`),
+so every backend draws the same numbers for the same seed.
+
+>>> import torch, gmkernels
+>>> x = torch.randn(1024, 2)
+>>> x = gmkernels.langevin_step(x, -x, 0.01, 0.01 ** 0.5 * 2 ** 0.5, seed=0, offset=0)
+"""
+
+from . import _backend
+from ._backend import build_info, extension_available, use_backend
+from . import random
+from . import ops
+from .ops.sde import langevin_step, langevin_step_
+from . import score
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "build_info",
+    "extension_available",
+    "use_backend",
+    "random",
+    "langevin_step",
+    "langevin_step_",
+    "score",
+]

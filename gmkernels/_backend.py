@@ -1,0 +1,140 @@
+"""What is built (CPU extension, CUDA kernels, Triton) and which backend runs an op.
+
+Backends:
+  ``"native"``     the compiled C++ kernels of ``gmkernels._C`` (CPU, and CUDA when built);
+  ``"triton"``     the Triton kernels (CUDA tensors; CPU tensors only under ``TRITON_INTERPRET=1``);
+  ``"reference"``  plain PyTorch (gmkernels/reference), always available.
+
+By default a tensor runs on the native kernel of its device, or on the reference when the
+extension (or its CUDA part) is missing. ``use_backend(name)`` (a context manager) or the
+environment variable ``GMK_BACKEND`` override the choice; an override that cannot run raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import threading
+import warnings
+
+import torch
+
+BACKENDS = ("native", "triton", "reference")
+
+_C = None
+_C_ERROR: str | None = None
+try:
+    from . import _C  # noqa: F811  (loading it registers torch.ops.gmkernels.*)
+except Exception as e:  # a checkout that was never built, or an ABI mismatch
+    _C = None
+    _C_ERROR = f"{type(e).__name__}: {e}"
+
+_warned = False
+
+
+def _warn_missing_extension() -> None:
+    global _warned
+    if _C is None and not _warned:
+        _warned = True
+        warnings.warn(
+            "gmkernels: the compiled extension gmkernels._C could not be loaded "
+            f"({_C_ERROR}); ops run on the plain-PyTorch reference. To build it: "
+            "`pip install --no-build-isolation -e .` in the source tree (with the torch you run).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+_warn_missing_extension()
+
+
+def extension_available() -> bool:
+    """True when ``gmkernels._C`` loaded, i.e. the native CPU kernels are registered."""
+    return _C is not None
+
+
+def triton_available() -> bool:
+    """True when ``triton`` can be imported (it is optional)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def native_has(op: str, device_type: str) -> bool:
+    """Whether the dispatcher has a native kernel of ``gmkernels::op`` for this device type."""
+    if _C is None:
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+    if key is None:
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"gmkernels::{op}", key)
+
+
+def build_info() -> dict:
+    """What this installation has: a dict with at least ``torch`` (the version the extension
+    was built against), ``cuda`` (CUDA kernels built), ``cuda_archs``, ``openmp``, ``triton``
+    (importable), ``extension`` (``_C`` loaded) and ``cpu_isa`` (the SIMD path the CPU kernels
+    chose at run time)."""
+    info = {"torch": None, "cuda": False, "cuda_archs": "", "openmp": False, "cpu_isa": None}
+    if _C is not None:
+        info.update(_C.build_info())
+    info["extension"] = _C is not None
+    info["extension_error"] = _C_ERROR
+    info["triton"] = triton_available()
+    info["torch_runtime"] = torch.__version__
+    return info
+
+
+_local = threading.local()
+
+
+def _override() -> str | None:
+    name = getattr(_local, "backend", None)
+    if name is None:
+        name = os.environ.get("GMK_BACKEND") or None
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"GMK_BACKEND / use_backend: expected one of {BACKENDS}, got {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Run the gmkernels ops inside the ``with`` block on backend ``name``
+    (``"native"``, ``"triton"`` or ``"reference"``). Thread-local; nests.
+
+    >>> with gmkernels.use_backend("reference"):
+    ...     y = gmkernels.langevin_step(x, g, 0.01, 0.1, seed=0)
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"use_backend: expected one of {BACKENDS}, got {name!r}")
+    prev = getattr(_local, "backend", None)
+    _local.backend = name
+    try:
+        yield
+    finally:
+        _local.backend = prev
+
+
+def choose(op: str, device: torch.device) -> str:
+    """The backend that runs ``op`` on ``device``; raises if an override cannot run there."""
+    dev = torch.device(device).type
+    name = _override()
+    if name is None:
+        return "native" if native_has(op, dev) else "reference"
+    if name == "native" and not native_has(op, dev):
+        why = (f"the extension did not load ({_C_ERROR})" if _C is None
+               else f"it was built without {dev.upper()} kernels (build_info: {build_info()})")
+        raise RuntimeError(f"gmkernels: backend 'native' cannot run {op} on {dev}: {why}")
+    if name == "triton":
+        if not triton_available():
+            raise RuntimeError(f"gmkernels: backend 'triton' requested for {op} but triton is not installed")
+        if dev == "cpu" and not triton_interpret():
+            raise RuntimeError(
+                f"gmkernels: backend 'triton' on CPU tensors needs TRITON_INTERPRET=1 (the Triton "
+                f"interpreter) for {op}; use a CUDA tensor or another backend")
+        if dev not in ("cpu", "cuda"):
+            raise RuntimeError(f"gmkernels: backend 'triton' cannot run {op} on {dev}")
+    return name

@@ -1,0 +1,1 @@
+"""Score-based sampling: Langevin samplers built on the fused steps."""

@@ -1,0 +1,135 @@
+"""Build gmkernels and its compiled extension ``gmkernels._C``.
+
+    pip install --no-build-isolation -e .          # CPU kernels (any torch >= 2.4)
+    GMK_WITH_CUDA=1 pip install --no-build-isolation .   # and the CUDA kernels
+
+Environment:
+  GMK_WITH_CUDA      auto (default): build the CUDA kernels when torch is a CUDA build and nvcc
+                     is found; 1: require them (fail loudly otherwise); 0: never.
+  TORCH_CUDA_ARCH_LIST  architectures of the CUDA build, default "8.0;9.0".
+  CUDA_HOME          the toolkit root (the folder with bin/nvcc and include/cuda_runtime.h);
+                     found from nvcc when unset.
+
+Build isolation would pull a separate (CUDA, several GB) torch into the build environment
+and compile against headers that do not match the installed torch: use --no-build-isolation.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).resolve().parent
+CSRC = ROOT / "csrc"
+
+
+def read_sources():
+    """The one source list (csrc/SOURCES), shared with CMakeLists.txt."""
+    cpu, cuda = [], []
+    for line in (CSRC / "SOURCES").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        kind, path = line.split()
+        (cpu if kind == "cpu" else cuda).append(os.path.join("csrc", path))
+    return cpu, cuda
+
+
+def find_cuda_home():
+    """The toolkit root. torch guesses it from `which nvcc`, which is wrong when nvcc is a
+    wrapper script (here /usr/local/bin/nvcc execs the real one), so look for the headers."""
+    env = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    candidates = [env] if env else []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(str(Path(nvcc).resolve().parent.parent))
+    candidates += ["/usr/local/cuda"]
+    for c in candidates:
+        if c and (Path(c) / "bin" / "nvcc").exists() and (Path(c) / "include" / "cuda_runtime.h").exists():
+            return c
+    return None
+
+
+def want_cuda(torch):
+    flag = os.environ.get("GMK_WITH_CUDA", "auto").strip().lower()
+    if flag not in ("auto", "0", "1"):
+        sys.exit(f"GMK_WITH_CUDA must be auto, 0 or 1, got {flag!r}")
+    if flag == "0":
+        return False, None
+    cuda_home = find_cuda_home()
+    cuda_torch = torch.version.cuda is not None
+    if flag == "1":
+        if not cuda_torch:
+            sys.exit(f"GMK_WITH_CUDA=1 but torch {torch.__version__} is not a CUDA build")
+        if cuda_home is None:
+            sys.exit("GMK_WITH_CUDA=1 but no CUDA toolkit (bin/nvcc + include/cuda_runtime.h) was "
+                     "found; set CUDA_HOME to the toolkit root")
+        return True, cuda_home
+    return cuda_torch and cuda_home is not None, cuda_home
+
+
+def extensions():
+    import torch
+
+    with_cuda, cuda_home = want_cuda(torch)
+    if with_cuda:
+        os.environ["CUDA_HOME"] = cuda_home  # before cpp_extension reads it
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    from torch.utils import cpp_extension
+
+    cpu_src, cuda_src = read_sources()
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "") if with_cuda else ""
+    define = [
+        ("GMK_TORCH_VERSION", f'"{torch.__version__}"'),
+        ("GMK_CUDA_ARCHS", f'"{archs}"'),
+    ]
+    include_dirs = [str(CSRC / "include")]
+    # -fno-math-errno / -fno-trapping-math: without them sqrtf keeps an errno branch and GCC
+    # will not if-convert float selects, and the Philox/Box-Muller loops stay scalar.
+    cxx = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr"]
+    # A pip-installed CUDA torch ships some CUDA headers inside the wheel.
+    for site in map(Path, sys.path):
+        inc = site / "nvidia" / "cu13" / "include"
+        if with_cuda and inc.is_dir():
+            include_dirs.append(str(inc))
+            break
+    common = dict(
+        include_dirs=include_dirs,
+        define_macros=define + ([("GMK_WITH_CUDA", "1")] if with_cuda else []),
+        extra_link_args=["-fopenmp"],
+    )
+    if with_cuda:
+        ext = cpp_extension.CUDAExtension(
+            "gmkernels._C", cpu_src + cuda_src, extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+            **common)
+    else:
+        ext = cpp_extension.CppExtension(
+            "gmkernels._C", cpu_src, extra_compile_args={"cxx": cxx}, **common)
+    print(f"gmkernels: building the extension with CUDA={'on (' + archs + ')' if with_cuda else 'off'}")
+    return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(no_python_abi_suffix=False)}
+
+
+ext_modules, cmdclass = extensions()
+
+setup(
+    name="gmkernels",
+    version="0.1.0",
+    description="Fused PyTorch kernels for the hot loops of classic generative models",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["gmkernels", "gmkernels.*"]),
+    python_requires=">=3.10",
+    install_requires=["torch>=2.4", "numpy", "tqdm"],
+    extras_require={
+        "triton": ["triton"],
+        "test": ["pytest", "scipy", "expecttest"],
+        "bench": ["matplotlib", "pytest-benchmark"],
+        "examples": ["matplotlib", "scikit-learn"],
+    },
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    zip_safe=False,
+)
