@@ -88,7 +88,7 @@ def extensions():
     include_dirs = [str(CSRC / "include")]
     # -fno-math-errno / -fno-trapping-math: without them sqrtf keeps an errno branch and GCC
     # will not if-convert float selects, and the Philox/Box-Muller loops stay scalar.
-    cxx = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    cxx = ["-O3", "-g0", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr"]
     # A pip-installed CUDA torch ships some CUDA headers inside the wheel.
     for site in map(Path, sys.path):

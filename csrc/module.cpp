@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 
 #include <cstdint>
+#include <string>
 #include <tuple>
 
 #include "gmk/cpu_stream.h"
@@ -45,6 +46,19 @@ std::tuple<uint32_t, uint32_t, uint32_t, uint32_t> philox(
   return {o.x, o.y, o.z, o.w};
 }
 
+// Force the CPU kernels onto a lower SIMD path ("baseline", "avx2", "avx512"; "auto" = best).
+// Returns the path now in use. Asking for more than the CPU has gives the best it has.
+std::string set_cpu_isa(const std::string& name) {
+  using gmk::cpu::Isa;
+  int v = -1;
+  if (name == "baseline") v = static_cast<int>(Isa::kBaseline);
+  else if (name == "avx2") v = static_cast<int>(Isa::kAvx2);
+  else if (name == "avx512") v = static_cast<int>(Isa::kAvx512);
+  else TORCH_CHECK(name == "auto", "set_cpu_isa: expected auto, baseline, avx2 or avx512, got ", name);
+  gmk::cpu::isa_override().store(v);
+  return gmk::cpu::isa_name(gmk::cpu::detect_isa());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -52,4 +66,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("build_info", &build_info, "What this extension was built with (dict).");
   m.def("philox4x32_10", &philox, pybind11::arg("counter"), pybind11::arg("key"),
         "Philox4x32-10 of one 4-word counter and 2-word key (uint32 values).");
+  m.def("set_cpu_isa", &set_cpu_isa, pybind11::arg("name"),
+        "Force the CPU kernels' SIMD path (auto, baseline, avx2, avx512); returns the one in use.");
 }

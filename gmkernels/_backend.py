@@ -63,14 +63,19 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+_native_cache: dict = {}
+
+
+@torch.compiler.assume_constant_result  # a fact of the build: torch.compile folds it
 def native_has(op: str, device_type: str) -> bool:
     """Whether the dispatcher has a native kernel of ``gmkernels::op`` for this device type."""
-    if _C is None:
-        return False
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    if key is None:
-        return False
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"gmkernels::{op}", key)
+    hit = _native_cache.get((op, device_type))
+    if hit is None:
+        key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+        hit = (_C is not None and key is not None
+               and torch._C._dispatch_has_kernel_for_dispatch_key(f"gmkernels::{op}", key))
+        _native_cache[(op, device_type)] = hit
+    return hit
 
 
 def build_info() -> dict:

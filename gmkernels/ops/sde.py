@@ -52,7 +52,9 @@ def scalar_or_per_sample(op: str, name: str, v, x: torch.Tensor, *, nonnegative:
                 raise TypeError(f"{op}: {name} must be a floating-point tensor, got {v.dtype}")
             if v.device != x.device:
                 raise ValueError(f"{op}: {name} must be on {x.device}, got {v.device}")
-            with torch.no_grad():
+            # A value check reads the tensor (a host sync on CUDA, a data-dependent branch
+            # that torch.compile cannot trace), so traced graphs skip it.
+            if not torch.compiler.is_compiling():
                 bad = ~torch.isfinite(v) | (v < 0) if nonnegative else ~torch.isfinite(v)
                 if bool(bad.any()):
                     raise ValueError(f"{op}: every {name} must be finite"

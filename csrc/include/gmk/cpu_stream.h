@@ -22,6 +22,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "gmk/philox.h"
@@ -36,7 +37,8 @@ constexpr int64_t kRowsPerTile = 64;                   // rows per short-row til
 
 enum class Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
 
-inline Isa detect_isa() {
+// The best ISA this CPU supports (cpuid, once).
+inline Isa supported_isa() {
 #if defined(__x86_64__) && defined(__GNUC__)
   static const Isa isa = [] {
     __builtin_cpu_init();
@@ -50,6 +52,19 @@ inline Isa detect_isa() {
 #else
   return Isa::kBaseline;
 #endif
+}
+
+// A lower ISA can be forced (gmkernels._C.set_cpu_isa) so that tests cover every code path the
+// machine can run, not only the fastest. -1: no override.
+inline std::atomic<int>& isa_override() {
+  static std::atomic<int> v{-1};
+  return v;
+}
+
+inline Isa detect_isa() {
+  const int o = isa_override().load(std::memory_order_relaxed);
+  const Isa best = supported_isa();
+  return (o >= 0 && o < static_cast<int>(best)) ? static_cast<Isa>(o) : best;
 }
 
 inline const char* isa_name(Isa isa) {

@@ -1,0 +1,284 @@
+"""The Philox stream (SPEC §0): known answers, every backend word for word against the
+reference, the float transforms, row invariance, statistics, and bad input."""
+
+import math
+
+import pytest
+import torch
+
+import gmkernels
+from gmkernels import _backend
+from gmkernels.reference import random as ref
+from conftest import BACKENDS, report
+
+KATS = [  # Random123 kat_vectors, philox4x32_10: (counter, key, output)
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+SHAPES = [(), (1,), (5,), (3, 7), (2, 3, 5), (0, 4), (4, 0), (129, 3), (4, 1031), (70, 130)]
+# (seed, offset, sample_offset): small, above 2^32, and at the top of their ranges.
+STREAMS = [(0, 0, 0), (12345, 7, 3), (2**40 + 17, 2**33 + 5, 1000), (2**64 - 1, 2**64 - 1, 2**31)]
+
+
+@pytest.mark.parametrize("ctr,key,want", KATS)
+def test_known_answers_reference(ctr, key, want):
+    got = tuple(int(w) for w in ref.philox4x32_10(ctr, key))
+    assert got == want, f"reference philox{ctr} key {key}: got {[hex(g) for g in got]}"
+
+
+@pytest.mark.parametrize("ctr,key,want", KATS)
+def test_known_answers_cpp(ctr, key, want):
+    from gmkernels import _C
+    got = tuple(_C.philox4x32_10(ctr, key))
+    assert got == want, f"C++ philox{ctr} key {key}: got {[hex(g) for g in got]}"
+
+
+def test_known_answer_through_fill_op(backend):
+    # The all-zero counter and key is element 0..3 of row 0 at seed 0, offset 0.
+    w = gmkernels.random.uint32((1, 4), seed=0, offset=0)
+    assert w.flatten().tolist() == list(KATS[0][2]), [hex(v) for v in w.flatten().tolist()]
+
+
+def test_stream_mapping_matches_spec():
+    # Element m of row r at (seed, offset, sample_offset) is word m%4 of
+    # counter (m//4, r + sample_offset, lo32(offset), hi32(offset)) under key (lo32, hi32)(seed).
+    seed, offset, so = 0x299F31D0A4093822, 0x0370734413198A2E, 9
+    w = gmkernels.random.uint32((3, 10), seed, offset, so)
+    for r in range(3):
+        for m in (0, 5, 9):
+            want = ref.philox4x32_10((m // 4, r + so, offset & 0xFFFFFFFF, offset >> 32),
+                                     (seed & 0xFFFFFFFF, seed >> 32))[m % 4]
+            assert int(w[r, m]) == int(want), (r, m)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("stream", STREAMS)
+def test_uint32_words_identical(backend, shape, stream):
+    seed, offset, so = stream
+    got = gmkernels.random.uint32(shape, seed, offset, so)
+    want = ref.uint32(shape, seed, offset, so)
+    assert got.shape == want.shape and got.dtype == torch.int64
+    assert torch.equal(got, want), report(got, want)
+    if got.numel():
+        assert 0 <= int(got.min()) and int(got.max()) < 2**32
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("stream", STREAMS[1:3])
+def test_uniform_rademacher_identical(backend, shape, stream):
+    for dtype in (torch.float32, torch.float64):
+        got = gmkernels.random.uniform(shape, *stream, dtype=dtype)
+        want = ref.uniform(shape, *stream, dtype=dtype)
+        assert got.dtype == dtype and torch.equal(got, want), report(got, want)
+        got = gmkernels.random.rademacher(shape, *stream, dtype=dtype)
+        want = ref.rademacher(shape, *stream, dtype=dtype)
+        assert torch.equal(got, want), report(got, want)
+
+
+# float32 normals: backends round log/sqrt/cos/sin differently in the last ulp; the radius is
+# at most sqrt(-2 ln 2^-24) = 5.77, so one ulp of the float32 result is at most 4.8e-7.
+NORMAL_TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normal_matches_reference(backend, shape, stream, dtype):
+    got = gmkernels.random.normal(shape, *stream, dtype=dtype)
+    want = ref.normal(shape, *stream, dtype=dtype)
+    assert got.shape == want.shape and got.dtype == dtype
+    assert torch.allclose(got, want, rtol=0, atol=NORMAL_TOL[dtype]), report(got, want)
+
+
+def test_normal_float32_large(backend):
+    # 2^20 draws: the polynomial log/sin/cos over many arguments, both tile shapes.
+    for shape in [(256, 4096), (2**18, 4)]:
+        got = gmkernels.random.normal(shape, 99, 5)
+        want = ref.normal(shape, 99, 5)
+        assert torch.allclose(got, want, rtol=0, atol=1e-6), report(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_types_round_the_float32_draws(backend, dtype):
+    got = gmkernels.random.normal((33, 17), 4, 2, dtype=dtype)
+    want = ref.normal((33, 17), 4, 2, dtype=torch.float32).to(dtype)
+    assert got.dtype == dtype
+    assert torch.equal(got, want), report(got, want)
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 7), (129, 3), (4, 1031), (2, 3, 5)])
+def test_bernoulli_identical(backend, shape):
+    p = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    p.view(-1)[:3] = torch.tensor([0.0, 1.0, 0.5])[: p.numel()]
+    for dtype in (torch.float32, torch.float64):
+        got = gmkernels.random.bernoulli(p.to(dtype), 77, 3, 2)
+        want = ref.bernoulli(p.to(dtype), 77, 3, 2)
+        assert got.dtype == dtype and torch.equal(got, want), report(got, want)
+    assert bool((gmkernels.random.bernoulli(torch.zeros(100), 1) == 0).all())
+    assert bool((gmkernels.random.bernoulli(torch.ones(100), 1) == 1).all())
+
+
+def test_non_contiguous_out_and_p():
+    # The out= layout is a property of the dispatcher op (the Triton path has its own test).
+    out = torch.empty(9, 130).t()               # (130, 9), not contiguous
+    torch.ops.gmkernels.random_normal_(out, 5, 1, 0)
+    want = ref.normal((130, 9), 5, 1)
+    assert torch.allclose(out, want, atol=1e-6), report(out, want)
+    p = torch.rand(9, 130).t()
+    assert torch.equal(gmkernels.random.bernoulli(p, 3), ref.bernoulli(p.contiguous(), 3))
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (300, 2), (5, 300), (4, 3, 3)])
+def test_row_invariance(backend, shape):
+    full = gmkernels.random.normal(shape, 11, 4, 0)
+    for b in range(0, shape[0], max(1, shape[0] // 3)):
+        one = gmkernels.random.normal((1,) + shape[1:], 11, 4, b)
+        assert torch.equal(one[0], full[b]), f"row {b}: {report(one[0], full[b])}"
+        shard = gmkernels.random.uint32((2,) + shape[1:], 11, 4, b)
+        assert torch.equal(shard[0], gmkernels.random.uint32(shape, 11, 4)[b])
+
+
+def test_different_offset_or_seed_changes_the_draws(backend):
+    a = gmkernels.random.uint32((8, 8), 1, 0)
+    assert torch.equal(a, gmkernels.random.uint32((8, 8), 1, 0))
+    assert (a != gmkernels.random.uint32((8, 8), 1, 1)).float().mean() > 0.99
+    assert (a != gmkernels.random.uint32((8, 8), 2, 0)).float().mean() > 0.99
+    # offsets that differ only in the high word
+    assert (a != gmkernels.random.uint32((8, 8), 1, 2**32)).float().mean() > 0.99
+
+
+def test_every_cpu_simd_path_gives_the_same_words():
+    """The CPU kernels pick AVX-512 / AVX2 / baseline at run time; force each one this CPU
+    has and compare with the reference."""
+    from gmkernels import _C
+    best = _C.set_cpu_isa("auto")
+    order = ["baseline", "avx2", "avx512"]
+    try:
+        for isa in order[: order.index(best) + 1]:
+            assert _C.set_cpu_isa(isa) == isa
+            for shape in [(4, 1031), (129, 3), (2**12,)]:
+                with gmkernels.use_backend("native"):
+                    got = gmkernels.random.uint32(shape, 2**35 + 3, 2**34 + 1, 17)
+                    n = gmkernels.random.normal(shape, 2**35 + 3, 2**34 + 1, 17)
+                assert torch.equal(got, ref.uint32(shape, 2**35 + 3, 2**34 + 1, 17)), isa
+                want = ref.normal(shape, 2**35 + 3, 2**34 + 1, 17)
+                assert torch.allclose(n, want, atol=1e-6), f"{isa}: {report(n, want)}"
+    finally:
+        _C.set_cpu_isa("auto")
+
+
+def test_seed_none_follows_torch_manual_seed(backend):
+    torch.manual_seed(123)
+    a = gmkernels.random.normal((4, 4))
+    torch.manual_seed(123)
+    b = gmkernels.random.normal((4, 4))
+    assert torch.equal(a, b)
+    g = torch.Generator().manual_seed(5)
+    c = gmkernels.random.normal((4, 4), generator=g)
+    assert torch.equal(c, gmkernels.random.normal((4, 4), generator=torch.Generator().manual_seed(5)))
+    assert not torch.equal(a, c)
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics (native backend; the other backends equal it word for word above)
+
+N_STAT = 2**20
+
+
+def test_uniform_moments_and_ks():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    u = gmkernels.random.uniform((1024, N_STAT // 1024), seed=2024, dtype=torch.float64).flatten()
+    # mean 1/2, variance 1/12: SE of the mean sqrt(1/12/n) = 2.8e-4, of the variance
+    # sqrt((E(u-1/2)^4 - 1/144)/n) = sqrt((1/80 - 1/144)/n) = 7.3e-5 at n = 2^20. 5 SE bounds.
+    n = u.numel()
+    m, v = u.mean().item(), u.var().item()
+    assert abs(m - 0.5) < 5 * math.sqrt(1 / 12 / n), m
+    assert abs(v - 1 / 12) < 5 * math.sqrt((1 / 80 - 1 / 144) / n), v
+    assert float(u.min()) >= 0 and float(u.max()) < 1
+    # KS at a fixed seed: a correct generator gives p > 0.001 except 1 time in 1000.
+    p = scipy_stats.kstest(u[:200000].numpy(), "uniform").pvalue
+    assert p > 1e-3, f"KS p-value {p:.3g}"
+
+
+def test_normal_moments_ks_and_independence():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    z = gmkernels.random.normal((1024, N_STAT // 1024), seed=7, dtype=torch.float64)
+    x = z.flatten()
+    n = x.numel()
+    # mean 0 (SE 1/sqrt(n) = 9.8e-4), variance 1 (SE sqrt(2/n) = 1.4e-3), skewness 0
+    # (SE sqrt(6/n)), excess kurtosis 0 (SE sqrt(24/n)). 5 SE bounds.
+    m, v = x.mean().item(), x.var().item()
+    skew = ((x - m) ** 3).mean().item() / v ** 1.5
+    kurt = ((x - m) ** 4).mean().item() / v ** 2 - 3
+    assert abs(m) < 5 / math.sqrt(n), m
+    assert abs(v - 1) < 5 * math.sqrt(2 / n), v
+    assert abs(skew) < 5 * math.sqrt(6 / n), skew
+    assert abs(kurt) < 5 * math.sqrt(24 / n), kurt
+    p = scipy_stats.kstest(x[:200000].numpy(), "norm").pvalue
+    assert p > 1e-3, f"KS p-value {p:.3g}"
+    # Neighbours share a counter (n0/n1 come from one Box-Muller pair) or a row: their
+    # correlation must vanish; SE of a sample correlation is 1/sqrt(n).
+    for a, b, what in [(z[:, :-1], z[:, 1:], "adjacent elements"), (z[:-1], z[1:], "adjacent rows"),
+                       (z[:, 0::4], z[:, 1::4], "Box-Muller pair")]:
+        a, b = a.flatten(), b.flatten()
+        r = torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+        assert abs(r) < 5 / math.sqrt(a.numel()), f"{what}: correlation {r:.3g}"
+
+
+def test_rademacher_and_bernoulli_rates():
+    s = gmkernels.random.rademacher((512, 1024), seed=3)
+    # P(+1) = 1/2: SE of the mean sign is 1/sqrt(n)
+    assert abs(s.mean().item()) < 5 / math.sqrt(s.numel())
+    p = torch.full((512, 1024), 0.3)
+    b = gmkernels.random.bernoulli(p, seed=4)
+    assert abs(b.mean().item() - 0.3) < 5 * math.sqrt(0.3 * 0.7 / b.numel())
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(seed=-1), ValueError, "seed must be in"),
+    (dict(seed=2**64), ValueError, "seed must be in"),
+    (dict(seed=1.5), TypeError, "seed must be an int"),
+    (dict(seed=1, offset=-1), ValueError, "offset must be in"),
+    (dict(seed=1, offset=2**64), ValueError, "offset must be in"),
+    (dict(seed=1, sample_offset=2**32), ValueError, "sample_offset must be in"),
+    (dict(seed=1, sample_offset=2**32 - 2), ValueError, "rows \\+ sample_offset"),
+])
+def test_bad_stream_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        gmkernels.random.normal((4, 3), **kwargs)
+
+
+def test_bad_dtype_and_p():
+    with pytest.raises(TypeError, match="dtype must be a floating-point"):
+        gmkernels.random.normal((3,), 1, dtype=torch.int32)
+    with pytest.raises(TypeError, match="p must be a floating-point tensor"):
+        gmkernels.random.bernoulli(torch.ones(3, dtype=torch.int64), 1)
+    with pytest.raises(ValueError, match="sizes >= 0"):
+        gmkernels.random.uniform((3, -1), 1)
+
+
+def test_dispatcher_op_checks_limits_itself():
+    # Called directly, without the Python wrapper, the op still refuses bad streams.
+    with pytest.raises(RuntimeError, match="sample_offset"):
+        torch.ops.gmkernels.random_uniform_(torch.empty(4), 1, 0, 2**32 - 2)
+    with pytest.raises(RuntimeError, match="out must be int64"):
+        torch.ops.gmkernels.random_uint32_(torch.empty(4), 1, 0, 0)
+
+
+@pytest.mark.parametrize("name", ["random_uint32_", "random_uniform_", "random_normal_",
+                                  "random_rademacher_"])
+def test_opcheck_fill_ops(name):
+    dtype = torch.int64 if name == "random_uint32_" else torch.float32
+    op = getattr(torch.ops.gmkernels, name)
+    for shape in [(5, 7), (3,), ()]:
+        torch.library.opcheck(op, (torch.empty(shape, dtype=dtype), 3, 2**40, 1))
+
+
+def test_opcheck_bernoulli():
+    torch.library.opcheck(torch.ops.gmkernels.random_bernoulli, (torch.rand(6, 5), 3, 1, 0))
