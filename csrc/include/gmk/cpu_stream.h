@@ -162,16 +162,29 @@ GMK_TARGET_AVX2 __attribute__((noinline)) inline void philox_words_avx2(uint32_t
 #endif
 
 // Stage 2: the op's draws of each lane's counter, d[j][i] for j < 4 (vectorized by the compiler).
-template <typename acc_t, typename Draw>
+// kPairOnly: only d[0] and d[1] are used (rows of 1 or 2 elements), so a normal draw does one
+// Box-Muller transform instead of two.
+template <bool kPairOnly, typename acc_t, typename Draw>
 GMK_FORCEINLINE void draws_of_words(const uint32_t (*words)[kLanes], int64_t n, const Draw& draw,
                                     acc_t (*d)[kLanes]) {
+  // Each Quad is initialized from the call (not declared, then assigned): otherwise GCC 12
+  // keeps it in memory and the loop does not vectorize.
+  if constexpr (kPairOnly) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    const Quad<acc_t> q = draw(u32x4{words[0][i], words[1][i], words[2][i], words[3][i]});
-    d[0][i] = q.v0;
-    d[1][i] = q.v1;
-    d[2][i] = q.v2;
-    d[3][i] = q.v3;
+    for (int64_t i = 0; i < n; ++i) {
+      const Quad<acc_t> q = draw.pair(u32x4{words[0][i], words[1][i], words[2][i], words[3][i]});
+      d[0][i] = q.v0;
+      d[1][i] = q.v1;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const Quad<acc_t> q = draw(u32x4{words[0][i], words[1][i], words[2][i], words[3][i]});
+      d[0][i] = q.v0;
+      d[1][i] = q.v1;
+      d[2][i] = q.v2;
+      d[3][i] = q.v3;
+    }
   }
 }
 
@@ -202,7 +215,7 @@ GMK_FORCEINLINE void tiles_body(int64_t t0, int64_t t1, int64_t rows, int64_t M,
       const int64_t n = std::min<int64_t>(kTileElems, M - m0);
       const int64_t groups = (n + 3) / 4;
       philox(static_cast<uint32_t>(m0 / 4), 1u, static_cast<uint32_t>(r) + st.row0, 0u);
-      draws_of_words<acc_t>(words, groups, draw, soa);
+      draws_of_words<false, acc_t>(words, groups, draw, soa);
       for (int64_t i = 0; i < groups; ++i) {
         buf[4 * i + 0] = soa[0][i];
         buf[4 * i + 1] = soa[1][i];
@@ -220,7 +233,10 @@ GMK_FORCEINLINE void tiles_body(int64_t t0, int64_t t1, int64_t rows, int64_t M,
       const int64_t nr = std::min<int64_t>(kRowsPerTile, rows - r0);
       for (int64_t g = 0; g < groups; ++g) {
         philox(static_cast<uint32_t>(g), 0u, static_cast<uint32_t>(r0) + st.row0, 1u);
-        draws_of_words<acc_t>(words, nr, draw, soa);
+        if (M <= 2)
+          draws_of_words<true, acc_t>(words, nr, draw, soa);
+        else
+          draws_of_words<false, acc_t>(words, nr, draw, soa);
         const int64_t jn = std::min<int64_t>(4, M - 4 * g);
         for (int64_t j = 0; j < jn; ++j)
           for (int64_t i = 0; i < nr; ++i) buf[i * M + 4 * g + j] = soa[j][i];
@@ -286,24 +302,34 @@ void for_each_draw(int64_t rows, int64_t M, const PhiloxStream& st, const Draw& 
   });
 }
 
-// Draw functors (the per-counter math lives in philox.h).
+// Draw functors (the per-counter math lives in philox.h). pair(w) only has to get v0 and v1
+// right.
 template <typename acc_t>
 struct NormalDraw {
   GMK_FORCEINLINE Quad<acc_t> operator()(u32x4 w) const { return normals4<acc_t>(w); }
+  GMK_FORCEINLINE Quad<acc_t> pair(u32x4 w) const {
+    Quad<acc_t> q;
+    box_muller(w.x, w.y, &q.v0, &q.v1);
+    q.v2 = q.v3 = acc_t(0);
+    return q;
+  }
 };
 template <typename acc_t>
 struct UniformDraw {
   GMK_FORCEINLINE Quad<acc_t> operator()(u32x4 w) const { return uniforms4<acc_t>(w); }
+  GMK_FORCEINLINE Quad<acc_t> pair(u32x4 w) const { return uniforms4<acc_t>(w); }
 };
 template <typename acc_t>
 struct RademacherDraw {
   GMK_FORCEINLINE Quad<acc_t> operator()(u32x4 w) const { return rademachers4<acc_t>(w); }
+  GMK_FORCEINLINE Quad<acc_t> pair(u32x4 w) const { return rademachers4<acc_t>(w); }
 };
 // Raw words, carried in an int64 buffer (the uint32 fill op returns int64).
 struct WordDraw {
   GMK_FORCEINLINE Quad<int64_t> operator()(u32x4 w) const {
     return Quad<int64_t>{w.x, w.y, w.z, w.w};
   }
+  GMK_FORCEINLINE Quad<int64_t> pair(u32x4 w) const { return (*this)(w); }
 };
 
 }  // namespace cpu
