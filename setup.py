@@ -109,7 +109,31 @@ def extensions():
         ext = cpp_extension.CppExtension(
             "gmkernels._C", cpu_src, extra_compile_args={"cxx": cxx}, **common)
     print(f"gmkernels: building the extension with CUDA={'on (' + archs + ')' if with_cuda else 'off'}")
-    return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(no_python_abi_suffix=False)}
+    build_ext = build_ext_class(cpp_extension).with_options(no_python_abi_suffix=False)
+    return [ext], {"build_ext": build_ext}
+
+
+def build_ext_class(cpp_extension):
+    """torch's BuildExtension, with object files that keep the source's extension for .cu files.
+
+    A family has <family>.cpp and <family>.cu side by side (ARCHITECTURE), and setuptools names
+    both objects <family>.o: ninja then stops with "multiple rules generate .../random.o". CUDA
+    objects are named <family>.cu.o instead, as CMake does.
+    """
+
+    class BuildExt(cpp_extension.BuildExtension):
+        def build_extensions(self):
+            plain = self.compiler.object_filenames
+
+            def object_filenames(sources, strip_dir=False, output_dir=""):
+                objects = plain(sources, strip_dir=strip_dir, output_dir=output_dir)
+                return [o[: -len(".o")] + ".cu.o" if str(s).endswith(".cu") and o.endswith(".o")
+                        else o for s, o in zip(sources, objects)]
+
+            self.compiler.object_filenames = object_filenames
+            super().build_extensions()
+
+    return BuildExt
 
 
 ext_modules, cmdclass = extensions()

@@ -15,13 +15,17 @@ enum class Draw : int { kUint32 = 0, kUniform = 1, kNormal = 2, kRademacher = 3 
 
 namespace cuda {
 
-// Fill a contiguous rows x M tensor (`out`) with draws from the stream (random.cu).
-// kUint32 writes int64 words; the others write `dtype`.
-void launch_random_fill(Draw draw, DType dtype, void* out, int64_t rows, int64_t M,
-                        PhiloxStream st, void* stream);
-// out[e] = u[e] < p[e] ? 1 : 0, both contiguous rows x M in `dtype` (random.cu).
-void launch_bernoulli(DType dtype, const void* p, void* out, int64_t rows, int64_t M,
-                      PhiloxStream st, void* stream);
+// Launchers of random.cu. Pointers are device memory of the current device, `stream` is a
+// cudaStream_t; both return a LaunchStatus (null on success, see gmk/launch.h).
+
+// Fill a contiguous rows x M tensor (`out`) with draws from the stream.
+// kUint32 writes the uint32 words into int64 (dtype must be kInt64); the others write a
+// floating `dtype`.
+LaunchStatus launch_random_fill(Draw draw, DType dtype, void* out, int64_t rows, int64_t M,
+                                PhiloxStream st, void* stream);
+// out[e] = u[e] < p[e] ? 1 : 0 (bernoulli_from_word), both contiguous rows x M in `dtype`.
+LaunchStatus launch_bernoulli(DType dtype, const void* p, void* out, int64_t rows, int64_t M,
+                              PhiloxStream st, void* stream);
 
 }  // namespace cuda
 }  // namespace gmk

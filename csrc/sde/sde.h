@@ -37,7 +37,9 @@ GMK_HD_INLINE T clamp_pass(T y, const Clamp<T>& cl) {
 
 namespace cuda {
 
-// Launchers, defined in sde.cu (raw pointers, no torch). `stream` is a cudaStream_t.
+// Launchers, defined in sde.cu (raw pointers, no torch). `stream` is a cudaStream_t; they
+// return a LaunchStatus (null on success, see gmk/launch.h). Pointers are contiguous rows x M
+// arrays of `dtype` unless noted.
 
 struct LangevinArgs {
   const void* x;
@@ -51,7 +53,7 @@ struct LangevinArgs {
   PhiloxStream st;
   DType dtype;
 };
-void launch_langevin(const LangevinArgs& args, void* stream);
+LaunchStatus launch_langevin(const LangevinArgs& args, void* stream);
 
 struct LangevinBackwardArgs {
   const void* gy;          // grad of the output
@@ -68,7 +70,7 @@ struct LangevinBackwardArgs {
   PhiloxStream st;
   DType dtype;
 };
-void launch_langevin_backward(const LangevinBackwardArgs& args, void* stream);
+LaunchStatus launch_langevin_backward(const LangevinBackwardArgs& args, void* stream);
 
 }  // namespace cuda
 }  // namespace gmk

@@ -30,10 +30,13 @@ constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
 // Ten rounds; the key is bumped between rounds. The 32x32->64 products are written as
 // 64-bit multiplies so that compilers use vpmuludq (x86) or mul.wide (PTX).
 GMK_HD_INLINE u32x4 philox4x32_10(u32x4 c, uint32_t k0, uint32_t k1) {
-#if defined(__CUDACC__)
+// Device pass: nvcc's pragma. g++ (the CPU kernels): GCC's, since a rolled loop is "control
+// flow" to the vectorizer. nvcc's host pass gets neither: cudafe++ rejects `GCC unroll`
+// (#1675-D) and gcc warns about a bare `unroll`; no CPU kernel is compiled there.
+#if defined(__CUDA_ARCH__)
 #pragma unroll
-#else
-#pragma GCC unroll 10  // a rolled loop is "control flow" to the vectorizer
+#elif !defined(__CUDACC__)
+#pragma GCC unroll 10
 #endif
   for (int round = 0; round < 10; ++round) {
     const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c.x;
