@@ -14,7 +14,8 @@ from . import _backend
 from ._backend import build_info, extension_available, use_backend
 from . import random
 from . import ops
-from .ops.sde import langevin_step, langevin_step_
+from .ops.sde import (affine_noise_step, ddpm_step, euler_maruyama_step, langevin_corrector_step,
+                      langevin_step, langevin_step_, reverse_sde_step)
 from . import score
 
 __version__ = "0.1.0"
@@ -26,5 +27,10 @@ __all__ = [
     "random",
     "langevin_step",
     "langevin_step_",
+    "euler_maruyama_step",
+    "reverse_sde_step",
+    "langevin_corrector_step",
+    "affine_noise_step",
+    "ddpm_step",
     "score",
 ]

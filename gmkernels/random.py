@@ -49,6 +49,8 @@ def resolve_seed(seed=None, generator: torch.Generator | None = None) -> int:
 
 
 def _check_int(name: str, value, hi: int, op: str) -> int:
+    if type(value) is int and 0 <= value < hi:  # the common case, without the ABC checks
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
     value = int(value)

@@ -11,19 +11,6 @@
 namespace gmk {
 namespace {
 
-// Writes draws into a contiguous buffer. Out-of-place into a temporary when `out` has other
-// strides, then copied back, so any layout works.
-template <typename Fill>
-void fill_any_layout(at::Tensor& out, const Fill& fill) {
-  if (out.is_contiguous()) {
-    fill(out);
-  } else {
-    at::Tensor tmp = at::empty(out.sizes(), out.options());
-    fill(tmp);
-    out.copy_(tmp);
-  }
-}
-
 template <typename scalar_t, typename acc_t, typename DrawF>
 void fill_cpu_kernel(scalar_t* out, int64_t rows, int64_t M, const PhiloxStream& st,
                      const DrawF& draw) {

@@ -16,19 +16,6 @@ namespace {
 
 void* current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
-// The kernels write contiguous memory; another layout is filled through a contiguous
-// temporary and copied back, so any strides work (as on the CPU).
-template <typename Fill>
-void fill_any_layout(at::Tensor& out, const Fill& fill) {
-  if (out.is_contiguous()) {
-    fill(out);
-  } else {
-    at::Tensor tmp = at::empty(out.sizes(), out.options());
-    fill(tmp);
-    out.copy_(tmp);
-  }
-}
-
 void float_fill_cuda(const char* op, Draw draw, at::Tensor& out, int64_t seed, int64_t offset,
                      int64_t sample_offset) {
   TORCH_CHECK(at::isFloatingType(out.scalar_type()), op,

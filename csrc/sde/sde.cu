@@ -1,4 +1,5 @@
-// CUDA kernels of the sde family (SPEC §3.1): the fused Langevin step and its backward.
+// CUDA kernels of the sde family (SPEC §3): the fused Langevin step and its backward, and the
+// affine step behind the SDE steps of issue 3 (sde.h), its backward and the corrector's norms.
 // Raw pointers and a cudaStream_t only; the torch side is sde_cuda.cpp.
 //
 // One thread per Philox counter (gmk/cuda_kernel.cuh): thread t owns elements 4g..4g+3 of row
@@ -63,7 +64,8 @@ __global__ void __launch_bounds__(kThreads)
 // to the same row) leaves each row's warp total in its last lane, which adds it to out[row]
 // with one atomic. Inactive lanes carry row = kNoRow and never match an active lane.
 // Atomics make the summation order (and so the last bits of the sums) run-dependent.
-template <typename acc_t, typename index_t>
+// kStride: out holds kStride interleaved sums per row (the corrector's two norms).
+template <typename acc_t, typename index_t, int kStride = 1>
 __device__ __forceinline__ void warp_row_sum(index_t row, bool active, acc_t v, acc_t* out) {
   const unsigned lane = threadIdx.x % 32;
 #pragma unroll
@@ -73,7 +75,7 @@ __device__ __forceinline__ void warp_row_sum(index_t row, bool active, acc_t v, 
     if (lane >= static_cast<unsigned>(off) && r_up == row) v += v_up;
   }
   const index_t r_next = __shfl_down_sync(0xffffffffu, row, 1);
-  if (active && (lane == 31 || r_next != row)) atomicAdd(out + row, v);
+  if (active && (lane == 31 || r_next != row)) atomicAdd(out + row * kStride, v);
 }
 
 // Backward: gx = gy*pass, gg = gy*pass*a, ga[r] += sum gy*pass*g, gc[r] += sum gy*pass*xi,
@@ -154,6 +156,214 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Issue 3: the affine step out = cx*x - ce*e + cn*xi (sde.h) behind euler_maruyama_step,
+// reverse_sde_step, langevin_corrector_step and affine_noise_step. Coefs is the per-row
+// coefficient provider of sde.h; its row(r) runs once per counter (a few transcendentals for
+// the SDE coefficients, far cheaper than the counter's Philox, and it saves a launch and a
+// buffer). noise = false (probability flow, cn = 0) skips Philox altogether. noise and nf (the
+// full diffusion tensor of euler_maruyama_step) are grid-uniform runtime branches rather than
+// template axes: each axis doubles the kernels nvcc builds (sde.cu took 165 s per architecture
+// with noise as a template flag).
+template <typename T, typename index_t, bool kVec, typename Coefs>
+__global__ void __launch_bounds__(kThreads)
+    affine_kernel(const T* __restrict__ x, const T* __restrict__ e, const T* __restrict__ nf,
+                  T* __restrict__ y, typename Scalar<T>::acc ns, bool noise, Coefs cf,
+                  CounterGrid<index_t> grid, int64_t M, PhiloxStream st) {
+  using S = Scalar<T>;
+  using acc_t = typename S::acc;
+  const index_t stride = static_cast<index_t>(blockDim.x) * gridDim.x;
+  for (index_t t = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < grid.total;
+       t += stride) {
+    index_t r, gi;
+    grid.split(t, &r, &gi);
+    Quad<acc_t> xi{0, 0, 0, 0};
+    if (noise) xi = normals4<acc_t>(st.words(static_cast<uint32_t>(gi), static_cast<uint32_t>(r)));
+    const Coef3<acc_t> c = cf.row(static_cast<int64_t>(r));
+    const acc_t cn = c.cn * ns;
+    const int64_t e0 = static_cast<int64_t>(r) * M + 4 * static_cast<int64_t>(gi);
+    if (kVec) {
+      const Vec4<T> xv = *reinterpret_cast<const Vec4<T>*>(x + e0);
+      const Vec4<T> ev = *reinterpret_cast<const Vec4<T>*>(e + e0);
+      Vec4<T> nv = xv;
+      if (nf) nv = *reinterpret_cast<const Vec4<T>*>(nf + e0);
+      Vec4<T> yv;
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        yv.v[j] = S::store(affine_update<acc_t>(S::load(xv.v[j]), S::load(ev.v[j]), c.cx, c.ce,
+                                                nf ? S::load(nv.v[j]) * ns : cn,
+                                                quad_get(xi, j)));
+      *reinterpret_cast<Vec4<T>*>(y + e0) = yv;
+    } else {
+      const int64_t n = M - 4 * static_cast<int64_t>(gi);  // elements left in the row (>= 1)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        if (j < n)
+          y[e0 + j] = S::store(affine_update<acc_t>(S::load(x[e0 + j]), S::load(e[e0 + j]), c.cx,
+                                                    c.ce, nf ? S::load(nf[e0 + j]) * ns : cn,
+                                                    quad_get(xi, j)));
+    }
+  }
+}
+
+// Backward of the affine step: gx = gy*cx, ge = -gy*ce, per-row sums sx += gy*x, se += gy*e,
+// sn += gy*ns*xi (warp_row_sum into zero-filled buffers), per-element gn = gy*ns*xi. sx, se,
+// sn, gn may be null (grid-uniform branches); xi is regenerated only when sn or gn is wanted.
+// Lanes past the end take part in the shuffles with zeros (as langevin_backward).
+template <typename T, typename index_t, bool kVec, typename Coefs>
+__global__ void __launch_bounds__(kThreads)
+    affine_backward_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                           const T* __restrict__ e, T* __restrict__ gx, T* __restrict__ ge,
+                           typename Scalar<T>::acc* sx, typename Scalar<T>::acc* se,
+                           typename Scalar<T>::acc* sn, T* __restrict__ gn,
+                           typename Scalar<T>::acc ns, Coefs cf, CounterGrid<index_t> grid,
+                           int64_t M, PhiloxStream st) {
+  using S = Scalar<T>;
+  using acc_t = typename S::acc;
+  constexpr index_t kNoRow = ~index_t(0);
+  const bool noise = sn != nullptr || gn != nullptr;
+  const index_t stride = static_cast<index_t>(blockDim.x) * gridDim.x;
+  for (index_t base = static_cast<index_t>(blockIdx.x) * blockDim.x; base < grid.total;
+       base += stride) {
+    const index_t t = base + threadIdx.x;
+    const bool active = t < grid.total;
+    index_t r = kNoRow, gi = 0;
+    acc_t a = 0, b = 0, d = 0;
+    if (active) {
+      grid.split(t, &r, &gi);
+      Quad<acc_t> xi{0, 0, 0, 0};
+      if (noise)
+        xi = normals4<acc_t>(st.words(static_cast<uint32_t>(gi), static_cast<uint32_t>(r)));
+      const Coef3<acc_t> c = cf.row(static_cast<int64_t>(r));
+      const int64_t e0 = static_cast<int64_t>(r) * M + 4 * static_cast<int64_t>(gi);
+      const int64_t n = kVec ? 4 : M - 4 * static_cast<int64_t>(gi);
+      acc_t gyv[4], xv[4], ev[4];
+      if (kVec) {
+        const Vec4<T> g4 = *reinterpret_cast<const Vec4<T>*>(gy + e0);
+        Vec4<T> x4 = g4, e4 = g4;
+        if (sx) x4 = *reinterpret_cast<const Vec4<T>*>(x + e0);
+        if (se) e4 = *reinterpret_cast<const Vec4<T>*>(e + e0);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          gyv[j] = S::load(g4.v[j]);
+          xv[j] = S::load(x4.v[j]);
+          ev[j] = S::load(e4.v[j]);
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const bool in = j < n;
+          gyv[j] = in ? S::load(gy[e0 + j]) : acc_t(0);
+          xv[j] = in && sx ? S::load(x[e0 + j]) : acc_t(0);
+          ev[j] = in && se ? S::load(e[e0 + j]) : acc_t(0);
+        }
+      }
+      Vec4<T> gx4, ge4, gn4;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        gx4.v[j] = S::store(affine_grad_x<acc_t>(gyv[j], c.cx));
+        ge4.v[j] = S::store(affine_grad_e<acc_t>(gyv[j], c.ce));
+        const acc_t nv = gyv[j] * ns * quad_get(xi, j);
+        gn4.v[j] = S::store(nv);
+        if (j < n) {  // a row's short last counter owns fewer than 4 elements
+          a += gyv[j] * xv[j];
+          b += gyv[j] * ev[j];
+          d += nv;
+        }
+      }
+      if (kVec) {
+        *reinterpret_cast<Vec4<T>*>(gx + e0) = gx4;
+        *reinterpret_cast<Vec4<T>*>(ge + e0) = ge4;
+        if (gn) *reinterpret_cast<Vec4<T>*>(gn + e0) = gn4;
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (j < n) {
+            gx[e0 + j] = gx4.v[j];
+            ge[e0 + j] = ge4.v[j];
+            if (gn) gn[e0 + j] = gn4.v[j];
+          }
+      }
+    }
+    if (sx) warp_row_sum<acc_t, index_t>(r, active, a, sx);
+    if (se) warp_row_sum<acc_t, index_t>(r, active, b, se);
+    if (sn) warp_row_sum<acc_t, index_t>(r, active, d, sn);
+  }
+}
+
+// The corrector's first pass: sums[2r] += ||xi_r||^2, sums[2r + 1] += ||s_r||^2. The update
+// kernel (affine_kernel with CorrectorCoefs) runs after it on the same stream and draws the
+// same xi again rather than storing it.
+template <typename T, typename index_t, bool kVec>
+__global__ void __launch_bounds__(kThreads)
+    corrector_norms_kernel(const T* __restrict__ s, typename Scalar<T>::acc* sums,
+                           CounterGrid<index_t> grid, int64_t M, PhiloxStream st) {
+  using S = Scalar<T>;
+  using acc_t = typename S::acc;
+  constexpr index_t kNoRow = ~index_t(0);
+  const index_t stride = static_cast<index_t>(blockDim.x) * gridDim.x;
+  for (index_t base = static_cast<index_t>(blockIdx.x) * blockDim.x; base < grid.total;
+       base += stride) {
+    const index_t t = base + threadIdx.x;
+    const bool active = t < grid.total;
+    index_t r = kNoRow, gi = 0;
+    acc_t a = 0, b = 0;
+    if (active) {
+      grid.split(t, &r, &gi);
+      const Quad<acc_t> xi =
+          normals4<acc_t>(st.words(static_cast<uint32_t>(gi), static_cast<uint32_t>(r)));
+      const int64_t e0 = static_cast<int64_t>(r) * M + 4 * static_cast<int64_t>(gi);
+      const int64_t n = kVec ? 4 : M - 4 * static_cast<int64_t>(gi);
+      acc_t sv[4];
+      if (kVec) {
+        const Vec4<T> s4 = *reinterpret_cast<const Vec4<T>*>(s + e0);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) sv[j] = S::load(s4.v[j]);
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) sv[j] = j < n ? S::load(s[e0 + j]) : acc_t(0);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        if (j < n) {
+          const acc_t q = quad_get(xi, j);
+          a += q * q;
+          b += sv[j] * sv[j];
+        }
+    }
+    warp_row_sum<acc_t, index_t, 2>(r, active, a, sums);
+    warp_row_sum<acc_t, index_t, 2>(r, active, b, sums + 1);
+  }
+}
+
+// Calls f(provider) with the coefficient provider of c (sde.h) in the compute dtype.
+template <typename acc_t, typename F>
+LaunchStatus with_coefs(const CoefArgs& c, const F& f) {
+  switch (c.src) {
+    case CoefSource::kRows:
+      return f(RowCoefs<acc_t>{static_cast<const acc_t*>(c.cx_t),
+                               static_cast<const acc_t*>(c.ce_t),
+                               static_cast<const acc_t*>(c.cn_t), static_cast<acc_t>(c.cx),
+                               static_cast<acc_t>(c.ce), static_cast<acc_t>(c.cn)});
+    case CoefSource::kReverseSde:
+      return f(ReverseSdeCoefs<acc_t>{
+          static_cast<const acc_t*>(c.t_t),
+          SdeSpec<acc_t>{c.kind, c.predictor, c.pf, static_cast<acc_t>(c.p0),
+                         static_cast<acc_t>(c.p1), static_cast<acc_t>(c.dt)}});
+    case CoefSource::kCorrector:
+      return f(CorrectorCoefs<acc_t>{static_cast<const acc_t*>(c.alpha_t),
+                                     static_cast<acc_t>(c.alpha), static_cast<acc_t>(c.snr),
+                                     static_cast<const acc_t*>(c.sums)});
+  }
+  return "unknown coefficient source";
+}
+
+template <typename T>
+bool aligned_or_null(const void* p) {
+  return p == nullptr || vec4_aligned<T>(p);
+}
+
 }  // namespace
 
 LaunchStatus launch_langevin(const LangevinArgs& args, void* stream) {
@@ -203,6 +413,87 @@ LaunchStatus launch_langevin_backward(const LangevinBackwardArgs& args, void* st
         langevin_backward_kernel<T, typename C::index, C::vec, false><<<blocks, kThreads, 0, s>>>(
             gy, y, g, a_t, static_cast<acc_t>(args.a), cl, gx, gg, ga, gc, grid, args.M,
             args.st);
+    });
+  });
+}
+
+
+LaunchStatus launch_affine(const AffineArgs& args, void* stream) {
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  return dispatch_floating(args.dtype, [&](auto tag) -> LaunchStatus {
+    using T = typename decltype(tag)::type;
+    using acc_t = typename Scalar<T>::acc;
+    const T* x = static_cast<const T*>(args.x);
+    const T* e = static_cast<const T*>(args.e);
+    const T* nf = static_cast<const T*>(args.nfull);
+    T* y = static_cast<T*>(args.y);
+    const bool vec_ok = vec4_aligned<T>(x) && vec4_aligned<T>(e) && aligned_or_null<T>(nf) &&
+                        vec4_aligned<T>(y);
+    const acc_t ns = static_cast<acc_t>(args.nscale);
+    return with_coefs<acc_t>(args.coefs, [&](auto cf) -> LaunchStatus {
+      using Coefs = decltype(cf);
+      return launch_over_counters(args.rows, args.M, vec_ok, [&](auto cfg, auto grid,
+                                                                 unsigned blocks) {
+        using C = decltype(cfg);
+        affine_kernel<T, typename C::index, C::vec, Coefs><<<blocks, kThreads, 0, s>>>(
+            x, e, nf, y, ns, args.noise, cf, grid, args.M, args.st);
+      });
+    });
+  });
+}
+
+LaunchStatus launch_affine_backward(const AffineBackwardArgs& args, void* stream) {
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (args.coefs.src == CoefSource::kCorrector) return "the corrector step has no backward";
+  return dispatch_floating(args.dtype, [&](auto tag) -> LaunchStatus {
+    using T = typename decltype(tag)::type;
+    using acc_t = typename Scalar<T>::acc;
+    const T* gy = static_cast<const T*>(args.gy);
+    const T* x = static_cast<const T*>(args.x);
+    const T* e = static_cast<const T*>(args.e);
+    T* gx = static_cast<T*>(args.gx);
+    T* ge = static_cast<T*>(args.ge);
+    T* gn = static_cast<T*>(args.gn);
+    acc_t* sx = static_cast<acc_t*>(args.sx);
+    acc_t* se = static_cast<acc_t*>(args.se);
+    acc_t* sn = static_cast<acc_t*>(args.sn);
+    const bool vec_ok = vec4_aligned<T>(gy) && aligned_or_null<T>(x) && aligned_or_null<T>(e) &&
+                        vec4_aligned<T>(gx) && vec4_aligned<T>(ge) && aligned_or_null<T>(gn);
+    const acc_t ns = static_cast<acc_t>(args.nscale);
+    // The backward providers: per-row / scalar coefficients and the reverse SDE's.
+    auto run = [&](auto cf) -> LaunchStatus {
+      using Coefs = decltype(cf);
+      return launch_over_counters(args.rows, args.M, vec_ok, [&](auto cfg, auto grid,
+                                                                 unsigned blocks) {
+        using C = decltype(cfg);
+        affine_backward_kernel<T, typename C::index, C::vec, Coefs><<<blocks, kThreads, 0, s>>>(
+            gy, x, e, gx, ge, sx, se, sn, gn, ns, cf, grid, args.M, args.st);
+      });
+    };
+    const CoefArgs& c = args.coefs;
+    if (c.src == CoefSource::kReverseSde)
+      return run(ReverseSdeCoefs<acc_t>{
+          static_cast<const acc_t*>(c.t_t),
+          SdeSpec<acc_t>{c.kind, c.predictor, c.pf, static_cast<acc_t>(c.p0),
+                         static_cast<acc_t>(c.p1), static_cast<acc_t>(c.dt)}});
+    return run(RowCoefs<acc_t>{static_cast<const acc_t*>(c.cx_t), static_cast<const acc_t*>(c.ce_t),
+                               static_cast<const acc_t*>(c.cn_t), static_cast<acc_t>(c.cx),
+                               static_cast<acc_t>(c.ce), static_cast<acc_t>(c.cn)});
+  });
+}
+
+LaunchStatus launch_corrector_norms(const RowNormsArgs& args, void* stream) {
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  return dispatch_floating(args.dtype, [&](auto tag) -> LaunchStatus {
+    using T = typename decltype(tag)::type;
+    using acc_t = typename Scalar<T>::acc;
+    const T* sc = static_cast<const T*>(args.s);
+    acc_t* sums = static_cast<acc_t*>(args.sums);
+    return launch_over_counters(args.rows, args.M, vec4_aligned<T>(sc), [&](auto cfg, auto grid,
+                                                                           unsigned blocks) {
+      using C = decltype(cfg);
+      corrector_norms_kernel<T, typename C::index, C::vec><<<blocks, kThreads, 0, s>>>(
+          sc, sums, grid, args.M, args.st);
     });
   });
 }

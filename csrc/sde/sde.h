@@ -35,6 +35,155 @@ GMK_HD_INLINE T clamp_pass(T y, const Clamp<T>& cl) {
   return (!cl.on || (y > cl.lo && y < cl.hi)) ? T(1) : T(0);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The SDE steps of issue 3 (SPEC §3.2-3.3) are all one per-element update,
+//     out = cx*x - ce*e + cn*xi,
+// with per-row coefficients (cx, ce, cn) that each op derives from its own arguments:
+//   euler_maruyama_step:     e = drift,  cx = 1, ce = -dt, cn = diffusion * sqrt|dt|
+//   reverse_sde_step:        e = score,  (cx, ce, cn) from the SDE at t_r (reverse_sde_coefs)
+//   langevin_corrector_step: e = score,  cx = 1, ce = -eps_r, cn = sqrt(2 eps_r) (corrector_coefs)
+//   affine_noise_step:       the coefficients as given (DDPM's ancestral step).
+// So the CPU loops and the CUDA kernels hold one update (affine_update) and one backward, and
+// only the per-row coefficient providers differ. A provider's row(r) runs once per row on the
+// CPU and once per counter (4 elements) on CUDA, where recomputing a few transcendentals is
+// cheaper than a second launch and a buffer (the counter's Philox costs far more).
+
+template <typename acc_t>
+GMK_HD_INLINE acc_t affine_update(acc_t x, acc_t e, acc_t cx, acc_t ce, acc_t cn, acc_t xi) {
+  return cx * x - ce * e + cn * xi;
+}
+
+// Backward of affine_update with respect to x and e.
+template <typename acc_t>
+GMK_HD_INLINE acc_t affine_grad_x(acc_t gy, acc_t cx) {
+  return gy * cx;
+}
+template <typename acc_t>
+GMK_HD_INLINE acc_t affine_grad_e(acc_t gy, acc_t ce) {
+  return -(gy * ce);
+}
+
+template <typename acc_t>
+struct Coef3 {
+  acc_t cx, ce, cn;
+};
+
+// Host/device math in the compute dtype: float overloads (expf, ...) for float so that float32
+// inputs get float32 coefficients on both devices, double for float64.
+GMK_HD_INLINE float sde_exp(float v) { return expf(v); }
+GMK_HD_INLINE double sde_exp(double v) { return exp(v); }
+GMK_HD_INLINE float sde_log(float v) { return logf(v); }
+GMK_HD_INLINE double sde_log(double v) { return log(v); }
+GMK_HD_INLINE float sde_sqrt(float v) { return sqrtf(v); }
+GMK_HD_INLINE double sde_sqrt(double v) { return sqrt(v); }
+GMK_HD_INLINE float sde_pow(float a, float b) { return powf(a, b); }
+GMK_HD_INLINE double sde_pow(double a, double b) { return pow(a, b); }
+
+// Coefficients given per row (a (rows,) array in the compute dtype) or as one scalar each.
+template <typename acc_t>
+struct RowCoefs {
+  const acc_t* cx_t;
+  const acc_t* ce_t;
+  const acc_t* cn_t;
+  acc_t cx, ce, cn;
+  GMK_HD_INLINE Coef3<acc_t> row(int64_t r) const {
+    return Coef3<acc_t>{cx_t ? cx_t[r] : cx, ce_t ? ce_t[r] : ce, cn_t ? cn_t[r] : cn};
+  }
+};
+
+// The SDEs of SPEC §3.2. kind: 0 VE (p0, p1) = (sigma_min, sigma_max); 1 VP and 2 sub-VP
+// (p0, p1) = (beta_min, beta_max). predictor: 0 Euler-Maruyama, 1 reverse diffusion.
+enum SdeKind : int { kSdeVE = 0, kSdeVP = 1, kSdeSubVP = 2 };
+enum SdePredictor : int { kPredEulerMaruyama = 0, kPredReverseDiffusion = 1 };
+
+template <typename acc_t>
+struct SdeSpec {
+  int kind, predictor;
+  bool pf;         // probability flow: half the score term, no noise
+  acc_t p0, p1;
+  acc_t dt;        // > 0: the step goes from t to t - dt
+};
+
+template <typename acc_t>
+GMK_HD_INLINE acc_t ve_sigma(acc_t smin, acc_t smax, acc_t t) {
+  return smin * sde_pow(smax / smin, t);
+}
+
+// f(x, t) = fc * x and g(t)^2 of the forward SDE (SPEC §3.2) at time t.
+template <typename acc_t>
+GMK_HD_INLINE void sde_f_g2(const SdeSpec<acc_t>& s, acc_t t, acc_t* fc, acc_t* g2) {
+  if (s.kind == kSdeVE) {
+    const acc_t sigma = ve_sigma(s.p0, s.p1, t);
+    *fc = acc_t(0);
+    *g2 = acc_t(2) * sigma * sigma * sde_log(s.p1 / s.p0);
+    return;
+  }
+  const acc_t beta = s.p0 + t * (s.p1 - s.p0);
+  *fc = acc_t(-0.5) * beta;
+  if (s.kind == kSdeVP) {
+    *g2 = beta;
+  } else {  // sub-VP: beta * (1 - exp(-2 * int_0^t beta))
+    const acc_t integral = s.p0 * t + acc_t(0.5) * t * t * (s.p1 - s.p0);
+    *g2 = beta * (acc_t(1) - sde_exp(acc_t(-2) * integral));
+  }
+}
+
+// One reverse-time step from t to t - dt as (cx, ce, cn) of affine_update with e = score:
+//   Euler-Maruyama:    out = x - (f - g2*s)*dt + sqrt(g2*dt)*xi      (pf: - (f - g2*s/2)*dt)
+//   reverse diffusion: out = x - (F - G2*s) + sqrt(G2)*xi             (pf: - (F - G2*s/2))
+// with the discretized (F, G2) of Song et al. 2021's ReverseDiffusionPredictor: VE F = 0,
+// G2 = sigma(t)^2 - sigma(max(t - dt, 0))^2; VP beta_d = beta(t)*dt, F = (sqrt(1 - beta_d) - 1)x,
+// G2 = beta_d; sub-VP F = f*dt, G2 = g2*dt (its discretization is Euler's).
+template <typename acc_t>
+GMK_HD_INLINE Coef3<acc_t> reverse_sde_coefs(const SdeSpec<acc_t>& s, acc_t t) {
+  acc_t Fc, G2;  // F = Fc * x
+  if (s.predictor == kPredReverseDiffusion && s.kind == kSdeVE) {
+    const acc_t tp = t - s.dt > acc_t(0) ? t - s.dt : acc_t(0);
+    const acc_t sg = ve_sigma(s.p0, s.p1, t), sp = ve_sigma(s.p0, s.p1, tp);
+    Fc = acc_t(0);
+    G2 = sg * sg - sp * sp;
+  } else if (s.predictor == kPredReverseDiffusion && s.kind == kSdeVP) {
+    const acc_t beta_d = (s.p0 + t * (s.p1 - s.p0)) * s.dt;
+    Fc = sde_sqrt(acc_t(1) - beta_d) - acc_t(1);
+    G2 = beta_d;
+  } else {  // Euler-Maruyama of any SDE, and reverse diffusion of sub-VP
+    acc_t fc, g2;
+    sde_f_g2(s, t, &fc, &g2);
+    Fc = fc * s.dt;
+    G2 = g2 * s.dt;
+  }
+  if (s.pf) return Coef3<acc_t>{acc_t(1) - Fc, acc_t(-0.5) * G2, acc_t(0)};
+  return Coef3<acc_t>{acc_t(1) - Fc, -G2, sde_sqrt(G2)};
+}
+
+template <typename acc_t>
+struct ReverseSdeCoefs {
+  const acc_t* t_t;  // (rows,) times
+  SdeSpec<acc_t> spec;
+  GMK_HD_INLINE Coef3<acc_t> row(int64_t r) const { return reverse_sde_coefs(spec, t_t[r]); }
+};
+
+// Predictor-corrector Langevin step (Song et al. 2021, Alg. 4/5), per row:
+// eps = 2*alpha*(snr*||xi|| / ||s||)^2, out = x + eps*s + sqrt(2*eps)*xi; eps = 0 (out = x)
+// when ||s|| = 0, where the formula is 0/0 or inf. xi2, s2: the row's squared norms.
+template <typename acc_t>
+GMK_HD_INLINE Coef3<acc_t> corrector_coefs(acc_t alpha, acc_t snr, acc_t xi2, acc_t s2) {
+  if (!(s2 > acc_t(0))) return Coef3<acc_t>{acc_t(1), acc_t(0), acc_t(0)};
+  const acc_t ratio = snr * sde_sqrt(xi2) / sde_sqrt(s2);
+  const acc_t eps = acc_t(2) * alpha * ratio * ratio;
+  return Coef3<acc_t>{acc_t(1), -eps, sde_sqrt(acc_t(2) * eps)};
+}
+
+template <typename acc_t>
+struct CorrectorCoefs {
+  const acc_t* alpha_t;  // (rows,) or null
+  acc_t alpha, snr;
+  const acc_t* sums;     // (rows, 2): ||xi_r||^2, ||s_r||^2
+  GMK_HD_INLINE Coef3<acc_t> row(int64_t r) const {
+    return corrector_coefs(alpha_t ? alpha_t[r] : alpha, snr, sums[2 * r], sums[2 * r + 1]);
+  }
+};
+
 namespace cuda {
 
 // Launchers, defined in sde.cu (raw pointers, no torch). `stream` is a cudaStream_t; they
@@ -71,6 +220,77 @@ struct LangevinBackwardArgs {
   DType dtype;
 };
 LaunchStatus launch_langevin_backward(const LangevinBackwardArgs& args, void* stream);
+
+
+// Issue 3 ops. Where the coefficients of affine_update come from (see above).
+enum class CoefSource : int { kRows = 0, kReverseSde = 1, kCorrector = 2 };
+
+struct CoefArgs {
+  CoefSource src;
+  // kRows: per-row arrays in the compute dtype (or null) and scalars.
+  const void* cx_t;
+  const void* ce_t;
+  const void* cn_t;
+  double cx, ce, cn;
+  // kReverseSde: (rows,) times in the compute dtype and the SDE.
+  const void* t_t;
+  int kind, predictor;
+  bool pf;
+  double p0, p1, dt;
+  // kCorrector: per-row alpha (or null), alpha, snr and the (rows, 2) squared norms.
+  const void* alpha_t;
+  double alpha, snr;
+  const void* sums;
+};
+
+// out = cx*x - ce*e + cn_eff*xi with cn_eff = cn*nscale, or nfull[i]*nscale when nfull is set
+// (a per-element noise scale of x's dtype: the full diffusion tensor of euler_maruyama_step).
+// noise = false: no draws at all (every cn is 0: probability flow).
+struct AffineArgs {
+  const void* x;
+  const void* e;
+  const void* nfull;
+  void* y;
+  double nscale;
+  bool noise;
+  CoefArgs coefs;
+  int64_t rows, M;
+  PhiloxStream st;
+  DType dtype;
+};
+LaunchStatus launch_affine(const AffineArgs& args, void* stream);
+
+// Backward of affine_update: gx = gy*cx, ge = -gy*ce, and the optional per-row sums
+// sx[r] = sum gy*x, se[r] = sum gy*e, sn[r] = sum gy*nscale*xi (compute dtype, zero-filled:
+// the kernel adds to them) and the per-element gn = gy*nscale*xi (x's dtype).
+struct AffineBackwardArgs {
+  const void* gy;
+  const void* x;   // needed only for sx
+  const void* e;   // needed only for se
+  void* gx;
+  void* ge;
+  void* sx;
+  void* se;
+  void* sn;
+  void* gn;
+  double nscale;
+  CoefArgs coefs;
+  int64_t rows, M;
+  PhiloxStream st;
+  DType dtype;
+};
+LaunchStatus launch_affine_backward(const AffineBackwardArgs& args, void* stream);
+
+// First pass of the corrector: sums[2r] += ||xi_r||^2, sums[2r+1] += ||s_r||^2 (compute dtype,
+// zero-filled).
+struct RowNormsArgs {
+  const void* s;
+  void* sums;
+  int64_t rows, M;
+  PhiloxStream st;
+  DType dtype;
+};
+LaunchStatus launch_corrector_norms(const RowNormsArgs& args, void* stream);
 
 }  // namespace cuda
 }  // namespace gmk

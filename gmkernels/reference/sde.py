@@ -3,6 +3,8 @@ so these are also the oracle for the gradients of the fused ops."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .random import compute_dtype, normal
@@ -24,4 +26,112 @@ def langevin_step(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, s
     y = x.to(cd) + per_sample(step_size, x, cd) * grad.to(cd) + per_sample(noise_scale, x, cd) * xi
     if clamp is not None:
         y = y.clamp(float(clamp[0]), float(clamp[1]))
+    return y.to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# SDE steps (SPEC §3.2-3.3). Every step below is affine in x (and the score) with per-row
+# coefficients; the references spell out the formulas of the paper rather than that form.
+
+def _rows(x: torch.Tensor) -> int:
+    return x.shape[0] if x.dim() else 1
+
+
+def _full_or_row(v, x: torch.Tensor, dtype):
+    """A float, a (B,) tensor (broadcast over the row) or a tensor of x's shape."""
+    if isinstance(v, torch.Tensor) and v.shape == x.shape and x.dim() != 1:
+        return v.to(dtype)
+    return per_sample(v, x, dtype)
+
+
+def euler_maruyama_step(x: torch.Tensor, drift: torch.Tensor, diffusion, dt: float, seed: int,
+                        offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
+    """``x + drift * dt + diffusion * sqrt(|dt|) * xi``; diffusion a float, a (B,) tensor or a
+    tensor of x's shape; xi = normal(x.shape, seed, offset, sample_offset)."""
+    cd = compute_dtype(x.dtype)
+    xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
+    g = _full_or_row(diffusion, x, cd)
+    y = x.to(cd) + drift.to(cd) * float(dt) + g * math.sqrt(abs(float(dt))) * xi
+    return y.to(x.dtype)
+
+
+def sde_f_coeff_g2(kind: str, p0: float, p1: float, t):
+    """(c, g2) with f(x, t) = c * x and g(t)^2 for the SDE ``kind`` at time(s) t (float or tensor)."""
+    tt = t if isinstance(t, torch.Tensor) else torch.tensor(float(t), dtype=torch.float64)
+    if kind == "ve":
+        sigma = p0 * (p1 / p0) ** tt
+        return torch.zeros_like(tt), 2 * sigma * sigma * math.log(p1 / p0)
+    beta = p0 + tt * (p1 - p0)
+    if kind == "vp":
+        return -0.5 * beta, beta
+    if kind == "subvp":
+        return -0.5 * beta, beta * (1 - torch.exp(-2 * (p0 * tt + 0.5 * tt * tt * (p1 - p0))))
+    raise ValueError(f"unknown SDE kind {kind!r}")
+
+
+def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, kind: str, p0: float,
+                     p1: float, predictor: str = "euler_maruyama", probability_flow: bool = False,
+                     seed: int = 0, offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
+    """One reverse-time step from t to t - dt (API of issue 3, SPEC §3.3), t a float or (B,).
+
+    euler_maruyama:    x - (f - g2 s) dt + sqrt(g2 dt) xi;  probability flow: x - (f - g2 s / 2) dt
+    reverse_diffusion: x - (F - G2 s) + sqrt(G2) xi;        probability flow: x - (F - G2 s / 2)
+      VE: F = 0, G2 = sigma(t)^2 - sigma(max(t - dt, 0))^2
+      VP: F = (sqrt(1 - beta(t) dt) - 1) x, G2 = beta(t) dt;  subVP: F = f dt, G2 = g2 dt
+    """
+    cd = compute_dtype(x.dtype)
+    dt = float(dt)
+    tt = (t.to(torch.float64) if isinstance(t, torch.Tensor)
+          else torch.tensor(float(t), dtype=torch.float64)).to(x.device)
+    xc, s = x.to(cd), score.to(cd)
+    c, g2 = sde_f_coeff_g2(kind, p0, p1, tt)
+    if predictor == "euler_maruyama":
+        f = per_sample(c, x, cd) * xc
+        G2 = per_sample(g2 * dt, x, cd)
+        F = f * dt
+    elif predictor == "reverse_diffusion":
+        if kind == "ve":
+            sig = lambda u: p0 * (p1 / p0) ** u  # noqa: E731
+            G2 = per_sample(sig(tt) ** 2 - sig(torch.clamp(tt - dt, min=0.0)) ** 2, x, cd)
+            F = torch.zeros_like(xc)
+        elif kind == "vp":
+            beta_d = (p0 + tt * (p1 - p0)) * dt
+            F = per_sample(torch.sqrt(1 - beta_d) - 1, x, cd) * xc
+            G2 = per_sample(beta_d, x, cd)
+        else:
+            F = per_sample(c * dt, x, cd) * xc
+            G2 = per_sample(g2 * dt, x, cd)
+    else:
+        raise ValueError(f"unknown predictor {predictor!r}")
+    if probability_flow:
+        y = xc - (F - 0.5 * G2 * s)
+    else:
+        xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
+        y = xc - (F - G2 * s) + torch.sqrt(G2) * xi
+    return y.to(x.dtype)
+
+
+def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, alpha=1.0,
+                            seed: int = 0, offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
+    """Song et al. 2021 Alg. 4/5 corrector with per-row step size:
+    eps_r = 2 alpha_r (snr ||xi_r|| / ||s_r||)^2 (0 where ||s_r|| = 0),
+    out = x + eps_r s + sqrt(2 eps_r) xi."""
+    cd = compute_dtype(x.dtype)
+    xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
+    rows = _rows(x)
+    s = score.to(cd)
+    nx = xi.reshape(rows, xi.numel() // max(rows, 1)).norm(dim=1)
+    ns = s.reshape(rows, s.numel() // max(rows, 1)).norm(dim=1)
+    a = alpha.to(cd) if isinstance(alpha, torch.Tensor) else float(alpha)
+    eps = torch.where(ns > 0, 2 * a * (snr * nx / ns) ** 2, torch.zeros_like(ns))
+    e = per_sample(eps, x, cd) if x.dim() else eps.reshape(())
+    return (x.to(cd) + e * s + torch.sqrt(2 * e) * xi).to(x.dtype)
+
+
+def affine_noise_step(x: torch.Tensor, e: torch.Tensor, cx, ce, cn, seed: int = 0,
+                      offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
+    """``cx * x - ce * e + cn * xi`` with each coefficient a float or a (B,) tensor."""
+    cd = compute_dtype(x.dtype)
+    xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
+    y = per_sample(cx, x, cd) * x.to(cd) - per_sample(ce, x, cd) * e.to(cd) + per_sample(cn, x, cd) * xi
     return y.to(x.dtype)

@@ -71,4 +71,17 @@ inline at::ScalarType acc_type_of(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// Kernels write contiguous memory: an `out` of another layout is filled through a contiguous
+// temporary and copied back, so any strides work (CPU and CUDA glue alike).
+template <typename Fill>
+void fill_any_layout(at::Tensor& out, const Fill& fill) {
+  if (out.is_contiguous()) {
+    fill(out);
+  } else {
+    at::Tensor tmp = at::empty(out.sizes(), out.options());
+    fill(tmp);
+    out.copy_(tmp);
+  }
+}
+
 }  // namespace gmk

@@ -15,7 +15,10 @@
 // cpuid at run time, so one wheel runs everywhere and still vectorizes (PERF_NOTES).
 #pragma once
 
+// GMK_NO_ATEN: a torch-free build (benchmarks/micro) that brings its own at::parallel_for.
+#ifndef GMK_NO_ATEN
 #include <ATen/Parallel.h>
+#endif
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

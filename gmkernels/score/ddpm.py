@@ -1,0 +1,81 @@
+"""DDPM noise schedules (Ho et al. 2020; Nichol & Dhariwal 2021). The sampling step is
+:func:`gmkernels.ddpm_step`; the sampler :func:`gmkernels.score.ddpm_sample`."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+__all__ = ["DDPMSchedule"]
+
+
+class DDPMSchedule:
+    """A discrete diffusion schedule of T steps, every tensor (T,) float64 (0-based: index t is
+    the paper's step t + 1):
+
+    * ``betas`` β_t, ``alphas`` α_t = 1 - β_t, ``alphas_cumprod`` ᾱ_t = Π_{s<=t} α_s;
+    * ``sigmas`` σ_t of the ancestral step: ``sigma="beta"`` σ_t² = β_t, or ``"posterior"``
+      σ_t² = β̃_t = β_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t) (0 at t = 0). Ho et al. report both give
+      similar samples; the posterior one is exact when the data is a single point.
+
+    Args:
+        betas: (T,) values in (0, 1).
+        sigma: "beta" or "posterior".
+
+    >>> sched = DDPMSchedule.linear(1000)             # Ho et al.: 1e-4 ... 0.02
+    >>> sched = DDPMSchedule.cosine(1000)             # Nichol & Dhariwal 2021
+    """
+
+    def __init__(self, betas, sigma: str = "beta"):
+        betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+        if betas.dim() != 1 or betas.numel() == 0:
+            raise ValueError(f"DDPMSchedule: betas must be a non-empty 1-D sequence, got shape "
+                             f"{tuple(betas.shape)}")
+        if not bool(((betas > 0) & (betas < 1)).all()):
+            raise ValueError("DDPMSchedule: every beta must be in (0, 1)")
+        if sigma not in ("beta", "posterior"):
+            raise ValueError(f"DDPMSchedule: sigma must be 'beta' or 'posterior', got {sigma!r}")
+        self.sigma = sigma
+        self.betas = betas
+        self.alphas = 1 - betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, 0)
+        if sigma == "beta":
+            self.sigmas = torch.sqrt(betas)
+        else:
+            prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
+            self.sigmas = torch.sqrt(betas * (1 - prev) / (1 - self.alphas_cumprod))
+
+    @property
+    def T(self) -> int:
+        return self.betas.shape[0]
+
+    def __len__(self) -> int:
+        return self.T
+
+    @staticmethod
+    def _steps(T) -> int:
+        if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
+            raise ValueError(f"DDPMSchedule: T must be an int >= 1, got {T!r}")
+        return int(T)
+
+    @classmethod
+    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
+               sigma: str = "beta") -> "DDPMSchedule":
+        """β_t linear from beta_start to beta_end (Ho et al. 2020, T = 1000)."""
+        T = cls._steps(T)
+        return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), sigma)
+
+    @classmethod
+    def cosine(cls, T: int = 1000, s: float = 0.008, sigma: str = "beta") -> "DDPMSchedule":
+        """ᾱ(t) = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2), β_t = 1 - ᾱ_t/ᾱ_{t-1} clipped
+        to 0.999 (Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", eq. 17)."""
+        T = cls._steps(T)
+        u = torch.arange(T + 1, dtype=torch.float64) / T
+        f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+        ab = f / f[0]
+        return cls(torch.clamp(1 - ab[1:] / ab[:-1], max=0.999), sigma)
+
+    def __repr__(self):
+        return f"DDPMSchedule(T={self.T}, sigma={self.sigma!r})"

@@ -1,0 +1,88 @@
+"""Training objectives of score models."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from .. import random as _random
+from ..ops.sde import sde_params
+from ..random import resolve_seed
+
+__all__ = ["denoising_score_matching_loss"]
+
+
+def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
+                                  weighting: str = "sigma2", eps: float = 1e-5, seed=None,
+                                  offset: int = 0, generator=None) -> torch.Tensor:
+    """Denoising score matching (Vincent 2011; Song & Ermon 2019; Song et al. 2021 eq. 7;
+    SPEC §4): perturb the data, regress the score on the perturbation's score:
+
+        x̃ = mean(x, t) + σ z,   loss = mean over the batch of λ(σ) ||s(x̃, t) + z / σ||²
+
+    (squared norm summed over the non-batch dims), λ(σ) = σ² (``weighting="sigma2"``, which
+    makes every noise level contribute O(1)) or 1 (``"none"``).
+
+    * With an SDE (gmkernels.score.VESDE / VPSDE / subVPSDE): t ~ U(eps, 1) per sample,
+      (mean, σ) = sde.marginal_prob(x, t), and ``score_fn(x̃, t)`` with t a (B,) tensor.
+    * With a 1-D tensor of noise levels σ_1 .. σ_L (NCSN): σ drawn uniformly from the list per
+      sample, x̃ = x + σ z, and ``score_fn(x̃, sigma)`` with sigma a (B,) tensor.
+
+    Randomness: t (or the level) from ``gmkernels.random.uniform((B,), seed, offset)``, z from
+    ``gmkernels.random.normal(x.shape, seed, offset + 1)``; ``seed=None`` draws one from
+    ``generator``. The loss is differentiable in score_fn's parameters.
+
+    Args:
+        score_fn: the model, ``score_fn(x̃, t_or_sigma) -> tensor`` like x.
+        x: (B, ...) data batch, floating point.
+        sde_or_sigmas: an SDE object or a 1-D tensor of positive noise levels.
+        weighting: "sigma2" or "none".
+        eps: smallest t for an SDE (the marginal std vanishes at t = 0).
+
+    Returns:
+        a 0-d tensor.
+
+    >>> loss = denoising_score_matching_loss(model, batch, gmkernels.score.VESDE(0.01, 10.0))
+    >>> loss.backward()
+    """
+    op = "gmkernels.score.denoising_score_matching_loss"
+    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point or x.dim() < 1:
+        raise TypeError(f"{op}: x must be a floating-point tensor (B, ...), got "
+                        f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if weighting not in ("sigma2", "none"):
+        raise ValueError(f"{op}: weighting must be 'sigma2' or 'none', got {weighting!r}")
+    seed = resolve_seed(seed, generator)
+    B = x.shape[0]
+    u = _random.uniform((B,), seed, offset, dtype=torch.float64, device=x.device)
+    z = _random.normal(x.shape, seed, offset + 1, dtype=x.dtype, device=x.device)
+    view = (B,) + (1,) * (x.dim() - 1)
+    if isinstance(sde_or_sigmas, torch.Tensor):
+        sig = sde_or_sigmas
+        if sig.dim() != 1 or sig.numel() == 0 or not sig.dtype.is_floating_point:
+            raise ValueError(f"{op}: sigmas must be a non-empty 1-D floating tensor, got shape "
+                             f"{tuple(sig.shape)} {sig.dtype}")
+        if not bool((torch.isfinite(sig) & (sig > 0)).all()):
+            raise ValueError(f"{op}: sigmas must be finite and > 0")
+        idx = torch.clamp((u * sig.numel()).long(), max=sig.numel() - 1)
+        cond = sig.to(device=x.device, dtype=x.dtype)[idx.to(sig.device) if sig.device != x.device else idx]
+        std = cond.reshape(view)
+        xt = x + std * z
+    else:
+        sde_params(op, sde_or_sigmas)
+        if not (isinstance(eps, numbers.Real) and 0 <= eps < 1 and math.isfinite(eps)):
+            raise ValueError(f"{op}: eps must be in [0, 1), got {eps!r}")
+        cond = (eps + (1 - eps) * u).to(x.dtype)
+        mean, std = sde_or_sigmas.marginal_prob(x, cond)
+        std = std.reshape(view) if std.dim() else std
+        xt = mean + std * z
+    s = score_fn(xt, cond)
+    if not isinstance(s, torch.Tensor) or s.shape != x.shape:
+        raise ValueError(f"{op}: score_fn must return a tensor of x's shape {tuple(x.shape)}, got "
+                         f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
+    if weighting == "sigma2":
+        r = s * std + z                       # σ² ||s + z/σ||² = ||σ s + z||²
+    else:
+        r = s + z / std
+    return (r * r).reshape(B, -1).sum(dim=1).mean()

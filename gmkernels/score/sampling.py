@@ -1,0 +1,228 @@
+"""Samplers of score-based SDE models (Song et al. 2021) and DDPM (Ho et al. 2020), built on
+the fused steps :func:`gmkernels.reverse_sde_step`, :func:`gmkernels.langevin_corrector_step`
+and :func:`gmkernels.ddpm_step`.
+
+Randomness: the seed is resolved once; stream positions are fixed by the step index, so a run
+is reproducible and a shard of the batch reproduces its rows (the rows are independent):
+
+* :func:`sample`: prior draw at offset 0; step i's predictor at ``1 + i (1 + C)``, its
+  corrector j at ``2 + i (1 + C) + j`` (C = n_corrector_steps).
+* :func:`ddpm_sample`: prior draw at offset 0; the step from t (T - 1 ... 0) at ``T - t``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..ops.sde import (PREDICTORS, _affine, _check_schedule, ddpm_step, langevin_corrector_step,
+                       langevin_step, reverse_coefficients, reverse_sde_step, sde_params)
+from ..random import normal, resolve_seed
+
+__all__ = ["sample", "ddpm_sample"]
+
+
+def _check_shape(op, shape):
+    if isinstance(shape, numbers.Integral):
+        shape = (int(shape),)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: shape must be a sequence of ints, got {shape!r}") from None
+    if len(shape) < 1 or any(s < 0 for s in shape):
+        raise ValueError(f"{op}: shape must be (B, ...) with sizes >= 0, got {shape}")
+    return shape
+
+
+def _check_int(op, name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise ValueError(f"{op}: {name} must be an int >= {lo}, got {v!r}")
+    return int(v)
+
+
+def _check_out(op, fn_name, y, x):
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{op}: {fn_name} must return a tensor, got {type(y).__name__}")
+    if y.shape != x.shape or y.dtype != x.dtype or y.device != x.device:
+        raise ValueError(f"{op}: {fn_name} must return a tensor of x's shape, dtype and device "
+                         f"({tuple(x.shape)}, {x.dtype}, {x.device}), got "
+                         f"({tuple(y.shape)}, {y.dtype}, {y.device})")
+
+
+def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, shape, *,
+           n_steps: int, predictor: str | None = "euler_maruyama", corrector: str | None = None,
+           snr: float = 0.16, n_corrector_steps: int = 1, probability_flow: bool = False,
+           denoise: bool = True, eps: float = 1e-3, seed=None, generator=None, device=None,
+           dtype=torch.float32, progress: bool = False, return_trajectory: bool = False):
+    """Sample a score-based SDE model by integrating the reverse SDE (or the probability-flow
+    ODE) from t = 1 to t = eps (Song et al. 2021, Alg. 2/3 predictor-corrector sampling):
+
+        x ~ prior;  for i in 0 .. N-1 (t_i = 1 - i h, h = (1 - eps)/N):
+            predictor: x <- reverse_sde_step(x, s(x, t_i), t_i, h, sde)       (t_i -> t_i - h)
+            corrector (C times): x <- langevin_corrector_step(x, s(x, t_i - h), snr, alpha)
+
+    with alpha = 1 for VE and 1 - β(t) h for VP / sub-VP (the paper's α_i). ``denoise``: the
+    last predictor step returns its mean (no noise) and the last step's correctors are skipped
+    (noise added after denoising would undo it), as in the paper's released code.
+
+    Args:
+        score_fn: ``score_fn(x, t) -> tensor`` like x, with t a (B,) tensor of x's dtype;
+            called under ``torch.no_grad()``.
+        sde: gmkernels.score.VESDE / VPSDE / subVPSDE (or any object with their attributes
+            and ``prior_sampling``).
+        shape: (B, ...) of the samples.
+        n_steps: N >= 1 predictor steps.
+        predictor: "euler_maruyama", "reverse_diffusion" or None (corrector only).
+        corrector: "langevin" (:func:`gmkernels.langevin_corrector_step`: step size per row
+            from the row's norms), "langevin_batch" (the paper's released code: one step size
+            from the batch means of the norms, then :func:`gmkernels.langevin_step`) or None.
+            Per-row norms suit high-dimensional data (images), where ||s_r|| concentrates; in
+            a few dimensions ||s_r|| is near 0 for samples near a mode, their steps blow up
+            (in 2-D, eps_r / var follows an F(2, 2) law, which has no mean) and the samples
+            scatter: use "langevin_batch" there.
+        snr: the corrector's signal-to-noise ratio r > 0.
+        n_corrector_steps: C >= 0 corrector steps after each predictor step.
+        probability_flow: the predictor takes probability-flow ODE steps (no noise).
+        denoise: see above.
+        eps: the final time, in (0, 1).
+        seed, generator: the Philox seed (None draws one from ``generator``).
+        device, dtype: of the samples.
+        progress: a tqdm progress bar.
+        return_trajectory: also return the states after the prior draw and after each step,
+            (N + 1, *shape).
+
+    Returns:
+        samples of ``shape``, or ``(samples, trajectory)``.
+
+    >>> sde = gmkernels.score.VPSDE()
+    >>> x = gmkernels.score.sample(lambda x, t: -x, sde, (4096, 2), n_steps=500, seed=0)
+    """
+    op = "gmkernels.score.sample"
+    _, p0, p1 = sde_params(op, sde)
+    shape = _check_shape(op, shape)
+    n_steps = _check_int(op, "n_steps", n_steps, 1)
+    n_corr = _check_int(op, "n_corrector_steps", n_corrector_steps, 0)
+    if predictor is not None and predictor not in PREDICTORS:
+        raise ValueError(f"{op}: predictor must be one of {tuple(PREDICTORS)} or None, got {predictor!r}")
+    if corrector not in (None, "langevin", "langevin_batch"):
+        raise ValueError(f"{op}: corrector must be 'langevin', 'langevin_batch' or None, got "
+                         f"{corrector!r}")
+    if predictor is None and corrector is None:
+        raise ValueError(f"{op}: predictor and corrector cannot both be None")
+    if not (isinstance(snr, numbers.Real) and math.isfinite(snr) and snr > 0):
+        raise ValueError(f"{op}: snr must be a finite float > 0, got {snr!r}")
+    if not (isinstance(eps, numbers.Real) and 0 < eps < 1):
+        raise ValueError(f"{op}: eps must be in (0, 1), got {eps!r}")
+    for name, v in (("probability_flow", probability_flow), ("denoise", denoise)):
+        if not isinstance(v, bool):
+            raise TypeError(f"{op}: {name} must be a bool, got {type(v).__name__}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"{op}: dtype must be a floating-point dtype, got {dtype}")
+    seed = resolve_seed(seed, generator)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if corrector is None:
+        n_corr = 0
+    B = shape[0]
+    h = (1.0 - eps) / n_steps
+    kind = sde.kind
+    x = sde.prior_sampling(shape, seed=seed, offset=0, device=device, dtype=dtype)
+    traj = None
+    if return_trajectory:
+        traj = torch.empty((n_steps + 1, *shape), dtype=dtype, device=device)
+        traj[0] = x
+    with torch.no_grad():
+        for i in tqdm(range(n_steps), desc=f"sample ({kind})", disable=not progress, leave=False):
+            t = 1.0 - i * h
+            base = 1 + i * (1 + n_corr)
+            last = i == n_steps - 1
+            if predictor is not None:
+                tv = torch.full((B,), t, dtype=dtype, device=device)
+                s = score_fn(x, tv)
+                _check_out(op, "score_fn", s, x)
+                if last and denoise and not probability_flow:
+                    cx, cs, _ = reverse_coefficients(kind, p0, p1, None, t, h, predictor, False,
+                                                     torch.float64, "cpu")
+                    x = _affine(x, s, [(None, float(cx)), (None, -float(cs)), (None, 0.0)],
+                                seed, base, 0)
+                else:
+                    x = reverse_sde_step(x, s, t, h, sde, predictor=predictor,
+                                         probability_flow=probability_flow, seed=seed, offset=base)
+            if not (last and denoise):
+                tn = max(t - h, 0.0)
+                alpha = 1.0 if kind == "ve" else max(1.0 - (p0 + tn * (p1 - p0)) * h, 0.0)
+                tv = torch.full((B,), tn, dtype=dtype, device=device)
+                for j in range(n_corr):
+                    s = score_fn(x, tv)
+                    _check_out(op, "score_fn", s, x)
+                    if corrector == "langevin":
+                        x = langevin_corrector_step(x, s, snr, alpha=alpha, seed=seed,
+                                                    offset=base + 1 + j)
+                    else:
+                        x = _batch_corrector(x, s, snr, alpha, seed, base + 1 + j)
+            if traj is not None:
+                traj[i + 1] = x
+    return (x, traj) if return_trajectory else x
+
+
+def _batch_corrector(x, s, snr, alpha, seed, offset):
+    """Song et al.'s released corrector: one step size for the batch from the batch means of
+    the row norms, eps = 2 alpha (snr mean||xi_r|| / mean||s_r||)², then the fused Langevin step
+    x + eps s + sqrt(2 eps) xi with the same xi (regenerated by the kernel from the stream)."""
+    B = x.shape[0]
+    if B == 0 or x.numel() == 0:
+        return x
+    xi = normal(x.shape, seed, offset, dtype=x.dtype, device=x.device)
+    nx = xi.reshape(B, -1).norm(dim=1).mean()
+    ns = s.reshape(B, -1).norm(dim=1).mean()
+    if float(ns) == 0:
+        return x
+    eps = float(2 * alpha * (snr * nx / ns) ** 2)
+    return langevin_step(x, s, eps, math.sqrt(2 * eps), seed=seed, offset=offset)
+
+
+def ddpm_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule, shape, *,
+                seed=None, generator=None, device=None, dtype=torch.float32,
+                progress: bool = False, return_trajectory: bool = False):
+    """DDPM ancestral sampling (Ho et al. 2020, Alg. 2): x_T ~ N(0, I), then for t = T-1 .. 0
+    ``x <- ddpm_step(x, eps_fn(x, t), t, schedule)`` (no noise at t = 0).
+
+    Args:
+        eps_fn: ``eps_fn(x, t) -> tensor`` like x, t a (B,) int64 tensor of the 0-based step;
+            called under ``torch.no_grad()``.
+        schedule: gmkernels.score.DDPMSchedule.
+        shape: (B, ...) of the samples.
+        seed, generator: the Philox seed; the prior draw uses offset 0, the step from t
+            offset T - t.
+        device, dtype: of the samples.
+        progress: a tqdm progress bar.
+        return_trajectory: also return all T + 1 states, (T + 1, *shape).
+
+    >>> sched = gmkernels.score.DDPMSchedule.linear(1000)
+    >>> x = gmkernels.score.ddpm_sample(lambda x, t: model(x, t), sched, (64, 2), seed=0)
+    """
+    op = "gmkernels.score.ddpm_sample"
+    T = _check_schedule(op, schedule)
+    shape = _check_shape(op, shape)
+    if not dtype.is_floating_point:
+        raise TypeError(f"{op}: dtype must be a floating-point dtype, got {dtype}")
+    seed = resolve_seed(seed, generator)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    x = normal(shape, seed, 0, dtype=dtype, device=device)
+    traj = None
+    if return_trajectory:
+        traj = torch.empty((T + 1, *shape), dtype=dtype, device=device)
+        traj[0] = x
+    with torch.no_grad():
+        for k, t in enumerate(tqdm(range(T - 1, -1, -1), desc="ddpm", disable=not progress,
+                                   leave=False)):
+            tv = torch.full((shape[0],), t, dtype=torch.int64, device=device)
+            e = eps_fn(x, tv)
+            _check_out(op, "eps_fn", e, x)
+            x = ddpm_step(x, e, t, schedule, seed=seed, offset=T - t)
+            if traj is not None:
+                traj[k + 1] = x
+    return (x, traj) if return_trajectory else x
