@@ -1,5 +1,8 @@
-"""pytest-benchmark over the sde cases of the gmkernels.bench registry (the Langevin step):
-every provider of every case, grouped by case so that the providers sit side by side.
+"""pytest-benchmark over the sde cases of the gmkernels.bench registry (the Langevin step,
+issue #2; the fused stochastic steps and the whole VP sampling loop, issue #3, from
+gmkernels/bench/cases_sde_steps.py): every provider of every case, grouped by case so that the
+providers sit side by side. Cases are enumerated by family, so a case registered in the "sde"
+family shows up here without an edit.
 
     pytest benchmarks/bench_sde.py --benchmark-only                 # quick cases
     GMK_BENCH_SUITE=full pytest benchmarks/bench_sde.py --benchmark-only

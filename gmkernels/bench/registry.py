@@ -55,7 +55,8 @@ PROVIDER_RNG = {"eager": "torch", "compile": "torch", "gmkernels": "philox",
                 "gmkernels_inplace": "philox", "floor": None}
 
 # Modules that register cases; imported lazily by all_cases() so `--help` stays fast.
-CASE_MODULES = ("gmkernels.bench.cases_sde", "gmkernels.bench.cases_random")
+CASE_MODULES = ("gmkernels.bench.cases_sde", "gmkernels.bench.cases_sde_steps",
+                "gmkernels.bench.cases_random")
 
 SUITES = ("quick", "full")
 
