@@ -14,6 +14,7 @@ subprocess' script (``python test_triton_compile.py`` prints the results as JSON
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import pkgutil
@@ -91,6 +92,20 @@ def cases() -> list[dict]:
                                             FP64=ty == "fp64", **long_rows),
                             label=f"_langevin_bwd_kernel[{ty},flags={on}]"))
     out += _sde_step_cases(long_rows, short_rows)
+    out += _family_cases()
+    return out
+
+
+def _family_cases() -> list[dict]:
+    """Cases of the later families, each in ``python_tests/_triton_cases_<family>.py`` with a
+    ``cases()`` that returns dicts of the same form (module, kernel, signature, constexprs,
+    label). Sorted by file name so that case indices are stable across processes."""
+    out = []
+    for path in sorted(Path(__file__).resolve().parent.glob("_triton_cases_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        out += mod.cases()
     return out
 
 
