@@ -1,0 +1,5 @@
+"""Normalizing-flow models on top of the fused flow ops: :class:`PlanarFlow` (Rezende &
+Mohamed 2015)."""
+from .planar import PlanarFlow
+
+__all__ = ["PlanarFlow"]

@@ -1,0 +1,219 @@
+"""Fused planar-flow stack (SPEC §1.1; Rezende & Mohamed 2015, "Variational Inference with
+Normalizing Flows", ICML) and the stable û parameterization.
+
+* ``planar_flow(z, u_hat, w, b) -> (z_K, logdet)``: K planar layers in one kernel, shared or
+  per-sample (amortized) parameters, with a fused backward op (``planar_flow_backward``);
+* ``planar_u_hat(u, w)``: ``û = u + (m(w·u) - w·u) w / ||w||²`` with ``m(x) = -1 + softplus(x)``,
+  guarded so that ``û·w > -1`` for every input (a composite of torch ops: differentiable,
+  traceable, runs on any device).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _backend
+from ..reference import planar as _ref
+
+__all__ = ["planar_flow", "planar_u_hat"]
+
+_OP = "planar_flow"
+
+
+def _op_exists() -> bool:
+    return _backend.extension_available() and hasattr(torch.ops.gmkernels, _OP)
+
+
+def _choose(device) -> str:
+    """_backend.choose, but a build without the op falls back to the reference by default."""
+    if _op_exists():
+        return _backend.choose(_OP, device)
+    name = _backend._override()
+    if name == "native":
+        raise RuntimeError("gmkernels: backend 'native' cannot run planar_flow: the loaded "
+                           "extension has no gmkernels::planar_flow (rebuild it)")
+    if name == "triton":
+        return _backend.choose(_OP, device)
+    return "reference"
+
+
+def _check(op: str, z, u_hat, w, b) -> None:
+    for name, t in (("z", z), ("u_hat", u_hat), ("w", w), ("b", b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+    if z.dim() != 2:
+        raise ValueError(f"{op}: z must be a (B, D) tensor, got shape {tuple(z.shape)}")
+    if z.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: z must be float32 or float64, got {z.dtype}")
+    B, D = z.shape
+    if u_hat.dim() == 2:
+        K = u_hat.shape[0]
+        if u_hat.shape[1] != D:
+            raise ValueError(f"{op}: u_hat must be (K, {D}) (shared) or (B, K, D) (per sample), "
+                             f"got shape {tuple(u_hat.shape)}")
+        b_shape = (K,)
+    elif u_hat.dim() == 3:
+        K = u_hat.shape[1]
+        if u_hat.shape[0] != B or u_hat.shape[2] != D:
+            raise ValueError(f"{op}: per-sample u_hat must be (B, K, D) = ({B}, K, {D}), got "
+                             f"shape {tuple(u_hat.shape)}")
+        b_shape = (B, K)
+    else:
+        raise ValueError(f"{op}: u_hat must be (K, D) (shared) or (B, K, D) (per sample), got "
+                         f"shape {tuple(u_hat.shape)}")
+    if w.shape != u_hat.shape:
+        raise ValueError(f"{op}: w must have u_hat's shape {tuple(u_hat.shape)}, got {tuple(w.shape)}")
+    if tuple(b.shape) != b_shape:
+        raise ValueError(f"{op}: b must have shape {b_shape}, got {tuple(b.shape)}")
+    for name, t in (("u_hat", u_hat), ("w", w), ("b", b)):
+        if t.dtype != z.dtype:
+            raise TypeError(f"{op}: {name} must have z's dtype ({z.dtype}), got {t.dtype}")
+        if t.device != z.device:
+            raise ValueError(f"{op}: {name} must be on z's device ({z.device}), got {t.device}")
+
+
+def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
+    """K planar layers (SPEC §1.1) in one fused kernel, with their log-determinant:
+
+        a_k = w_k·z + b_k,   z <- z + û_k tanh(a_k),
+        logdet = sum_k log|1 + (1 - tanh²(a_k)) û_k·w_k|
+
+    Args:
+        z: (B, D) float32 or float64, any strides.
+        u_hat: (K, D) shared, or (B, K, D) per sample (amortized: e.g. emitted by a VAE
+            encoder). Must satisfy ``û_k·w_k > -1`` (invertibility); build it with
+            :func:`planar_u_hat`. The op does not check it.
+        w: same shape as u_hat.
+        b: (K,) shared, or (B, K) per sample.
+        Every tensor has z's dtype and device.
+
+    Returns:
+        ``(z_K, logdet)``: (B, D) and (B,), contiguous, z's dtype.
+
+    Differentiable in every input; the backward is one fused op too
+    (``torch.ops.gmkernels.planar_flow_backward``), which recomputes the forward per row
+    instead of storing the K intermediate z's (memory O(B·D), not O(B·K·D)); shared-parameter
+    gradients are summed over B. First-order gradients only (no double backward).
+
+    >>> u, w, b = torch.randn(32, 2), torch.randn(32, 2), torch.randn(32)
+    >>> x, logdet = gmkernels.planar_flow(torch.randn(1024, 2), gmkernels.planar_u_hat(u, w), w, b)
+    """
+    op = "gmkernels.planar_flow"
+    _check(op, z, u_hat, w, b)
+    backend = _choose(z.device)
+    if backend == "native":
+        return _backend.call_op(torch.ops.gmkernels.planar_flow, (z, u_hat, w, b), z, u_hat, w, b)
+    if backend == "triton":
+        return _TritonPlanar.apply(z, u_hat, w, b)
+    return _ref.planar_flow(z, u_hat, w, b)
+
+
+def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
+                 margin: float | None = None) -> torch.Tensor:
+    """The invertibility-enforcing reparameterization of Rezende & Mohamed (2015, App. A.1):
+
+        û = u + (m(w·u) - w·u) w / ||w||²,   m(x) = max(-1 + softplus(x), -1 + margin)
+
+    over the last dimension, so that ``û·w = m(w·u) > -1`` and the planar layer is invertible.
+
+    Stability (each point checked in python_tests/test_planar_ops.py):
+      * ``softplus`` (torch's, linear past 20), never ``log(1 + exp(x))``, which overflows;
+      * ``||w||²`` in the denominator (not ``||w||``, a bug of several public versions);
+      * w ≈ 0: ||w||² is computed as scale² ||w/scale||² (scale = max|w_d|), so it never
+        underflows. Where ``||w|| < eps`` and ``w·u > -1/2`` the correction fades out
+        (``||w||²`` replaced by ``eps²``: ``û -> u`` and ``û·w -> 0`` as ``w -> 0``) instead of
+        growing like 1/||w|| (and its gradient like 1/||w||²) to overflow; ``w = 0`` gives
+        ``û = u``. Default ``eps = finfo.eps²`` (1.4e-14 float32, 4.9e-32 float64), so the
+        gradient stays below ~1/eps² (5e27 in float32). Where ``w·u <= -1/2`` the formula stays
+        exact; with |u| ~ 1/|w| astronomically large there (say u = 1e20, w = 1e-20) û is
+        finite but its true gradient exceeds the float range;
+      * ``margin`` keeps ``m`` away from -1 where ``softplus`` underflows relative to 1
+        (``-1 + softplus(x)`` rounds to exactly -1 below x ≈ -17 in float32), and leaves room for
+        the rounding of the dot product ``û·w`` that the kernel computes. Default 1e-3 for
+        float32 (and lower precision), 1e-8 for float64; it binds only where
+        ``softplus(w·u) < margin`` (``w·u < -6.9`` in float32), where m's slope is below margin.
+
+    Args:
+        u, w: (..., D) tensors of one dtype and device (e.g. (K, D) shared parameters or
+            (B, K, D) per-sample ones).
+
+    Returns:
+        û, the shape of ``u``.
+
+    >>> u_hat = gmkernels.planar_u_hat(u, w)   # then gmkernels.planar_flow(z, u_hat, w, b)
+    """
+    op = "gmkernels.planar_u_hat"
+    if not isinstance(u, torch.Tensor) or not isinstance(w, torch.Tensor):
+        raise TypeError(f"{op}: u and w must be tensors")
+    if u.shape != w.shape:
+        raise ValueError(f"{op}: u and w must have one shape, got {tuple(u.shape)} and {tuple(w.shape)}")
+    if not u.dtype.is_floating_point or u.dtype != w.dtype:
+        raise TypeError(f"{op}: u and w must be floating point of one dtype, got {u.dtype} and {w.dtype}")
+    fi = torch.finfo(u.dtype)
+    if eps is None:
+        eps = fi.eps ** 2
+    if margin is None:
+        margin = 1e-8 if u.dtype == torch.float64 else 1e-3
+    # w = scale * ws with scale = max|w_d|, so ||ws||² is in [1, D]: ||w||² itself underflows
+    # for |w| < 1e-19 in float32 while the exact û is still finite there.
+    scale = w.abs().amax(-1, keepdim=True)
+    ws = w / torch.where(scale > 0, scale, torch.ones_like(scale))
+    n2s = (ws * ws).sum(-1, keepdim=True)
+    wu = (ws * u).sum(-1, keepdim=True) * scale
+    m = torch.clamp_min(torch.nn.functional.softplus(wu) - 1, -1 + margin)
+    # Exact where ||w|| >= eps, and where w·u <= -1/2 (no overflow there: |w·u| >= 1/2 bounds
+    # 1/scale by 2 sqrt(D) |u|). Elsewhere fade out: ||w||² -> eps², so û·w = w·u + (m - w·u) r
+    # with r = ||w||²/eps² in [0, 1) lies between w·u and m, both > -1, and û -> u as w -> 0.
+    exact = (scale * n2s.sqrt() >= eps) | (wu <= -0.5)
+    # the branch not taken gets safe inputs, so its backward has no inf * 0
+    safe_scale = torch.where(exact & (scale > 0), scale, torch.ones_like(scale))
+    corr_exact = (m - wu) * ws / (safe_scale * n2s.clamp_min(1))
+    corr_fade = (m - wu) * torch.where(exact, torch.zeros_like(w), w) / (eps * eps)
+    return u + torch.where(exact, corr_exact, corr_fade)
+
+
+class _TritonPlanar(torch.autograd.Function):
+    """Autograd for the Triton backend: the Triton backward kernel."""
+
+    @staticmethod
+    def forward(ctx, z, u_hat, w, b):
+        from ..triton import planar as _tri
+        z, u_hat, w, b = (t.contiguous() for t in (z, u_hat, w, b))
+        out, ld = _tri.planar_flow_fwd(z, u_hat, w, b)
+        ctx.save_for_backward(z, u_hat, w, b)
+        return out, ld
+
+    @staticmethod
+    def backward(ctx, gy, gl):
+        from ..triton import planar as _tri
+        z, u_hat, w, b = ctx.saved_tensors
+        return _tri.planar_flow_bwd(None if gy is None else gy.contiguous(),
+                                    None if gl is None else gl.contiguous(), z, u_hat, w, b)
+
+
+# --------------------------------------------------------------------------------------------
+# fake kernels and autograd of the dispatcher ops
+
+if _op_exists():
+
+    @torch.library.register_fake("gmkernels::planar_flow")
+    def _planar_fake(z, u_hat, w, b):
+        return (torch.empty_like(z, memory_format=torch.contiguous_format),
+                z.new_empty((z.shape[0],)))
+
+    @torch.library.register_fake("gmkernels::planar_flow_backward")
+    def _planar_bwd_fake(gy, gl, z, u_hat, w, b):
+        return (torch.empty_like(z, memory_format=torch.contiguous_format),
+                torch.empty_like(u_hat, memory_format=torch.contiguous_format),
+                torch.empty_like(w, memory_format=torch.contiguous_format),
+                torch.empty_like(b, memory_format=torch.contiguous_format))
+
+    def _setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _backward(ctx, gy, gl):
+        z, u_hat, w, b = ctx.saved_tensors
+        return tuple(torch.ops.gmkernels.planar_flow_backward(gy, gl, z, u_hat, w, b))
+
+    torch.library.register_autograd("gmkernels::planar_flow", _backward,
+                                    setup_context=_setup_context)

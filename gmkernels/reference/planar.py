@@ -1,0 +1,41 @@
+"""Reference planar flow (SPEC §1.1, Rezende & Mohamed 2015) in plain PyTorch: a loop over the
+K layers exactly as a user would write it. Autograd comes from PyTorch, so this is also the
+oracle for the gradients of the fused op."""
+
+from __future__ import annotations
+
+import torch
+
+
+def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
+    """``(z_K, logdet)`` of K planar layers ``z <- z + û_k tanh(w_k·z + b_k)``.
+
+    z (B, D); u_hat, w (K, D) and b (K,) shared, or (B, K, D) and (B, K) per sample.
+    logdet (B,) = sum_k log|1 + (1 - tanh²(a_k)) û_k·w_k|.
+    """
+    per_sample = u_hat.dim() == 3
+    K = u_hat.shape[1] if per_sample else u_hat.shape[0]
+    logdet = z.new_zeros(z.shape[0])
+    for k in range(K):
+        if per_sample:
+            uk, wk, bk = u_hat[:, k], w[:, k], b[:, k]
+            a = (z * wk).sum(-1) + bk
+            uw = (uk * wk).sum(-1)
+        else:
+            uk, wk, bk = u_hat[k], w[k], b[k]
+            a = z @ wk + bk
+            uw = uk @ wk
+        h = torch.tanh(a)
+        y = (1 - h * h) * uw
+        logdet = logdet + torch.log(torch.abs(1 + y))
+        z = z + (uk if per_sample else uk.expand_as(z)) * h.unsqueeze(-1)
+    return z, logdet
+
+
+def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The paper's formula as written (Rezende & Mohamed 2015, appendix A.1), unguarded:
+    ``û = u + (m(w·u) - w·u) w / ||w||²``, ``m(x) = -1 + softplus(x)``. NaN for w = 0; see
+    :func:`gmkernels.planar_u_hat` for the stable version used by the model layer."""
+    wu = (w * u).sum(-1, keepdim=True)
+    m = -1 + torch.nn.functional.softplus(wu)
+    return u + (m - wu) * w / (w * w).sum(-1, keepdim=True)
