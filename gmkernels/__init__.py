@@ -16,6 +16,8 @@ from . import random
 from . import ops
 from .ops.sde import (affine_noise_step, ddpm_step, euler_maruyama_step, langevin_corrector_step,
                       langevin_step, langevin_step_, reverse_sde_step)
+from .ops.coupling import affine_coupling
+from . import flows
 from . import score
 
 __version__ = "0.1.0"
@@ -33,4 +35,6 @@ __all__ = [
     "affine_noise_step",
     "ddpm_step",
     "score",
+    "affine_coupling",
+    "flows",
 ]
