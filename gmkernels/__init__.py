@@ -17,6 +17,8 @@ from . import ops
 from .ops.sde import (affine_noise_step, ddpm_step, euler_maruyama_step, langevin_corrector_step,
                       langevin_step, langevin_step_, reverse_sde_step)
 from .ops.planar import planar_flow, planar_u_hat
+from .ops.coupling import affine_coupling
+from . import flows
 from . import score
 
 __version__ = "0.1.0"
@@ -36,4 +38,6 @@ __all__ = [
     "score",
     "planar_flow",
     "planar_u_hat",
+    "affine_coupling",
+    "flows",
 ]
