@@ -17,6 +17,8 @@ from . import ops
 from .ops.sde import (affine_noise_step, ddpm_step, euler_maruyama_step, langevin_corrector_step,
                       langevin_step, langevin_step_, reverse_sde_step)
 from . import score
+from .ops.rbm import rbm_ais, rbm_free_energy, rbm_gibbs, rbm_log_z_exact
+from . import boltzmann
 
 __version__ = "0.1.0"
 
@@ -33,4 +35,9 @@ __all__ = [
     "affine_noise_step",
     "ddpm_step",
     "score",
+    "rbm_gibbs",
+    "rbm_free_energy",
+    "rbm_log_z_exact",
+    "rbm_ais",
+    "boltzmann",
 ]

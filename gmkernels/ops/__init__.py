@@ -1,2 +1,2 @@
 """Public functional ops: argument checks, backend dispatch, fake kernels and autograd."""
-from . import random, sde  # noqa: F401
+from . import random, rbm, sde  # noqa: F401
