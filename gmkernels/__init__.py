@@ -20,6 +20,8 @@ from .ops.planar import planar_flow, planar_u_hat
 from .ops.coupling import affine_coupling
 from . import flows
 from . import score
+from .ops.rbm import rbm_ais, rbm_free_energy, rbm_gibbs, rbm_log_z_exact
+from . import boltzmann
 
 __version__ = "0.1.0"
 
@@ -40,4 +42,9 @@ __all__ = [
     "planar_u_hat",
     "affine_coupling",
     "flows",
+    "rbm_gibbs",
+    "rbm_free_energy",
+    "rbm_log_z_exact",
+    "rbm_ais",
+    "boltzmann",
 ]

@@ -58,6 +58,7 @@ PROVIDER_RNG = {"eager": "torch", "compile": "torch", "gmkernels": "philox",
 CASE_MODULES = ("gmkernels.bench.cases_sde", "gmkernels.bench.cases_sde_steps",
                 "gmkernels.bench.cases_random", "gmkernels.bench.cases_planar")
                 "gmkernels.bench.cases_random", "gmkernels.bench.cases_coupling")
+                "gmkernels.bench.cases_random", "gmkernels.bench.cases_rbm")
 
 SUITES = ("quick", "full")
 

@@ -2,3 +2,4 @@
 not built. Short, readable, float64-able."""
 from . import planar, random, sde  # noqa: F401
 from . import coupling, random, sde  # noqa: F401
+from . import random, rbm, sde  # noqa: F401

@@ -1,0 +1,142 @@
+"""Benchmark cases of the RBM ops (issue 5): k-step block Gibbs, AIS and exact log Z.
+
+``rbm_gibbs``, k = 10 steps of a 784 x 500 RBM on B = 1024 chains (float32). Providers:
+
+* ``eager``: the loop a user writes in plain PyTorch, one step =
+  ``h = (torch.rand_like(ph) < (ph := torch.sigmoid(v @ W + c))).float()`` and the same for v;
+* ``compile``: ``eager`` under ``torch.compile`` (the loop unrolled into one graph);
+* ``gmkernels``: :func:`gmkernels.rbm_gibbs` (one op call; GEMMs by BLAS, one fused pass per
+  half-step);
+* ``floor``: the same GEMMs alone, ``torch.mm(v, W, out=...)`` / ``torch.mm(h, W.t(), out=...)``
+  2k times into preallocated buffers: what any implementation that keeps BLAS must pay.
+
+``rbm_ais`` and ``rbm_log_z_exact`` at their default sizes (gmkernels only; the quick suite
+has smaller versions): AIS with 100 chains and 10000 betas on the 784 x 500 RBM; exact log Z
+of a 784 x 20 RBM (2^20 hidden states).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from .. import _backend
+from ..ops.rbm import rbm_ais, rbm_gibbs, rbm_log_z_exact
+from .registry import Case, ProviderUnavailable, register, warm_compile
+
+SEED = 20240605
+K = 10
+
+
+def gibbs_eager(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k: int):
+    """k block-Gibbs steps as written by hand in plain PyTorch."""
+    for _ in range(k):
+        ph = torch.sigmoid(v @ W + c)
+        h = (torch.rand_like(ph) < ph).to(v.dtype)
+        pv = torch.sigmoid(h @ W.t() + b)
+        v = (torch.rand_like(pv) < pv).to(v.dtype)
+    return v, h, pv, ph
+
+
+def gibbs_eager_bernoulli(v, W, b, c, k: int):
+    """The same loop with torch.bernoulli for the draws (timed in NOTES, not a registry
+    provider: the registry's provider names are fixed)."""
+    for _ in range(k):
+        ph = torch.sigmoid(v @ W + c)
+        h = torch.bernoulli(ph)
+        pv = torch.sigmoid(h @ W.t() + b)
+        v = torch.bernoulli(pv)
+    return v, h, pv, ph
+
+
+def _setup(case: Case, device: torch.device) -> dict:
+    B, nv, nh = case.shape[:3]
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    W = (torch.randn(nv, nh, generator=gen) * 0.05).to(case.dtype).to(device)
+    b = (torch.randn(nv, generator=gen) * 0.1).to(case.dtype).to(device)
+    c = (torch.randn(nh, generator=gen) * 0.1).to(case.dtype).to(device)
+    v0 = (torch.rand(B, nv, generator=gen) < 0.5).to(case.dtype).to(device)
+    return {"v0": v0, "W": W, "b": b, "c": c}
+
+
+def _require_fused(op: str, t: torch.Tensor) -> None:
+    if _backend.choose(op, t.device) == "reference":
+        raise ProviderUnavailable(f"gmkernels.{op} has no native/triton kernel for {t.device.type} "
+                                  "here (extension not loaded?); it would run the slow reference")
+
+
+def _eager(inp):
+    a = (inp["v0"], inp["W"], inp["b"], inp["c"])
+    return lambda: gibbs_eager(*a, K)
+
+
+def _compile(inp):
+    return warm_compile(gibbs_eager, inp["v0"], inp["W"], inp["b"], inp["c"], K)
+
+
+def _gmkernels(inp):
+    v0, W, b, c = inp["v0"], inp["W"], inp["b"], inp["c"]
+    _require_fused("rbm_gibbs", v0)
+    step = itertools.count()
+    return lambda: rbm_gibbs(v0, W, b, c, K, seed=SEED, offset=2 * K * next(step))
+
+
+def _floor(inp):
+    v0, W = inp["v0"], inp["W"]
+    h = torch.empty(v0.shape[0], W.shape[1], dtype=v0.dtype, device=v0.device)
+    v = torch.empty_like(v0)
+    Wt = W.t()
+
+    def run():
+        x = v0
+        for _ in range(K):
+            torch.mm(x, W, out=h)
+            torch.mm(h, Wt, out=v)
+            x = v
+        return v
+    return run
+
+
+register(Case(family="rbm", op="rbm_gibbs", shape=(1024, 784, 500), dtype=torch.float32,
+              setup=_setup,
+              providers={"eager": _eager, "compile": _compile,
+                         "gmkernels": _gmkernels, "floor": _floor},
+              suites=frozenset({"quick", "full"}),
+              note=f"shape = (chains, n_visible, n_hidden), k = {K} steps per call; floor = the "
+                   f"{2 * K} GEMMs alone"))
+register(Case(family="rbm", op="rbm_gibbs", shape=(64, 64, 32), dtype=torch.float32,
+              setup=_setup,
+              providers={"eager": _eager, "gmkernels": _gmkernels, "floor": _floor},
+              suites=frozenset({"quick", "full"}),
+              note="a small RBM (digits-sized): per-call overhead and the fused pass dominate"))
+
+
+def _ais_provider(n_betas: int):
+    def build(inp):
+        W, b, c = inp["W"], inp["b"], inp["c"]
+        _require_fused("rbm_ais", W)
+        return lambda: rbm_ais(W, b, c, n_chains=inp["v0"].shape[0], n_betas=n_betas, seed=SEED)
+    # shape = (chains, n_visible, n_hidden, n_betas)
+    return build
+
+
+def _logz(inp):
+    W, b, c = inp["W"], inp["b"], inp["c"]
+    _require_fused("rbm_log_z_exact", W)
+    return lambda: rbm_log_z_exact(W, b, c)
+
+
+register(Case(family="rbm", op="rbm_ais", shape=(100, 784, 500, 1000), dtype=torch.float32,
+              setup=_setup, providers={"gmkernels": _ais_provider(1000)},
+              suites=frozenset({"quick"}),
+              note="quick: 100 chains, 1000 betas (the default is 10000: --full)"))
+register(Case(family="rbm", op="rbm_ais", shape=(100, 784, 500, 10000), dtype=torch.float32,
+              setup=_setup, providers={"gmkernels": _ais_provider(10000)},
+              suites=frozenset({"full"}), note="defaults: 100 chains, 10000 betas"))
+register(Case(family="rbm", op="rbm_log_z_exact", shape=(1, 784, 16), dtype=torch.float32,
+              setup=_setup, providers={"gmkernels": _logz}, suites=frozenset({"quick"}),
+              note="2^16 hidden states, float64 accumulation"))
+register(Case(family="rbm", op="rbm_log_z_exact", shape=(1, 784, 20), dtype=torch.float32,
+              setup=_setup, providers={"gmkernels": _logz}, suites=frozenset({"full"}),
+              note="2^20 hidden states, float64 accumulation"))

@@ -1,0 +1,350 @@
+"""Restricted Boltzmann machine ops (SPEC §2.1): fused k-step block Gibbs, free energy, exact
+and AIS partition functions.
+
+Binary units in {0, 1}, ``E(v, h) = -bᵀv - cᵀh - vᵀWh`` with ``W`` of shape
+``(n_visible, n_hidden)``. Each op is a ``torch.ops.gmkernels.*`` dispatcher op (C++ CPU
+kernel, CUDA kernel) with argument checks, seed handling and backend choice in front of it, a
+fake kernel for ``torch.compile``, and autograd where the op is differentiable
+(:func:`rbm_free_energy`). The Triton backend runs the fused sampling pass in Triton with the
+GEMMs in ``torch.mm``; the reference backend is :mod:`gmkernels.reference.rbm`.
+
+Supported dtypes: float32 and float64 (the GEMMs run in the input dtype).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from .. import _backend
+from ..random import as_int64_bits, check_stream_args, resolve_seed
+from ..reference import rbm as _ref
+
+__all__ = ["rbm_gibbs", "rbm_free_energy", "rbm_log_z_exact", "rbm_ais", "default_betas",
+           "base_rate_visible_bias"]
+
+default_betas = _ref.default_betas
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# argument checks
+
+def _check_params(op: str, W, b, c) -> None:
+    if not isinstance(W, torch.Tensor):
+        raise TypeError(f"{op}: W must be a tensor, got {type(W).__name__}")
+    if W.dim() != 2:
+        raise ValueError(f"{op}: W must be 2-D (n_visible, n_hidden), got shape {tuple(W.shape)}")
+    if W.dtype not in _DTYPES:
+        raise TypeError(f"{op}: W must be float32 or float64, got {W.dtype}")
+    nv, nh = W.shape
+    for name, t, n, what in (("b", b, nv, "n_visible"), ("c", c, nh, "n_hidden")):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+        if t.dim() != 1 or t.shape[0] != n:
+            raise ValueError(f"{op}: {name} must have shape ({what},) = ({n},), got {tuple(t.shape)}")
+        if t.dtype != W.dtype:
+            raise TypeError(f"{op}: {name} must have the dtype of W ({W.dtype}), got {t.dtype}")
+        if t.device != W.device:
+            raise ValueError(f"{op}: {name} must be on W's device ({W.device}), got {t.device}")
+
+
+def _check_v(op: str, v, W, name: str = "v") -> None:
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a tensor, got {type(v).__name__}")
+    if v.dim() != 2 or v.shape[1] != W.shape[0]:
+        raise ValueError(f"{op}: {name} must have shape (B, n_visible) = (B, {W.shape[0]}), got "
+                         f"{tuple(v.shape)}")
+    if v.dtype != W.dtype:
+        raise TypeError(f"{op}: {name} must have the dtype of W ({W.dtype}), got {v.dtype}")
+    if v.device != W.device:
+        raise ValueError(f"{op}: {name} must be on W's device ({W.device}), got {v.device}")
+
+
+def _check_int(op: str, name: str, v, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
+    v = int(v)
+    if v < lo:
+        raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
+    return v
+
+
+def _check_beta(op: str, beta, rows: int, like: torch.Tensor):
+    """beta: a finite float, or a per-chain (B,) floating tensor on like's device.
+    Returns (tensor or None, float)."""
+    if isinstance(beta, torch.Tensor) and beta.dim() > 0:
+        if beta.dim() != 1 or beta.shape[0] != rows:
+            raise ValueError(f"{op}: beta must be a float or a per-chain tensor of shape ({rows},), "
+                             f"got shape {tuple(beta.shape)}")
+        if not beta.dtype.is_floating_point:
+            raise TypeError(f"{op}: beta must be a floating-point tensor, got {beta.dtype}")
+        if beta.device != like.device:
+            raise ValueError(f"{op}: beta must be on {like.device}, got {beta.device}")
+        if not torch.compiler.is_compiling() and not bool(torch.isfinite(beta).all()):
+            raise ValueError(f"{op}: every beta must be finite, got {beta.tolist()}")
+        return beta.detach(), 1.0
+    if isinstance(beta, torch.Tensor):
+        beta = float(beta)
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise TypeError(f"{op}: beta must be a float or a (B,) tensor, got {type(beta).__name__}")
+    beta = float(beta)
+    if not math.isfinite(beta):
+        raise ValueError(f"{op}: beta must be finite, got {beta}")
+    return None, beta
+
+
+def _choose(op: str, device) -> str:
+    """_backend.choose; ops without a Triton kernel (free energy, exact log Z) run their torch
+    version under the "triton" backend."""
+    return _backend.choose(op, device)
+
+
+# --------------------------------------------------------------------------------------------
+# rbm_gibbs
+
+def rbm_gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k: int, *,
+              beta=1.0, seed=None, offset: int = 0, sample_offset: int = 0, generator=None):
+    """k block-Gibbs steps of an RBM in one op call (SPEC §2.1):
+
+        h ~ Bern(σ(β (v W + c))),   v ~ Bern(σ(β (h Wᵀ + b)))      (repeated k times)
+
+    Each half-step is one GEMM (BLAS / cuBLAS) and one fused pass over its output (bias add,
+    β, sigmoid and the Bernoulli draw ``u < p``); the loop over steps runs in C++.
+
+    Random stream (SPEC §0; rows are chains): step ``s`` draws the hidden units at stream
+    position ``offset + 2s`` and the visible units at ``offset + 2s + 1``; unit ``m`` of chain
+    ``r`` uses word ``m % 4`` of counter ``(m // 4, r + sample_offset, offset + ...)``. So the
+    same seed gives the same chains on every backend (bit for bit in float64; see the tests),
+    and a run of k steps equals k runs of 1 step at offsets ``offset, offset + 2, ...``.
+
+    Args:
+        v0: (B, n_visible) initial visible states (any values; {0, 1} in practice).
+        W: (n_visible, n_hidden); b: (n_visible,); c: (n_hidden,). float32 or float64, one dtype.
+        k: number of steps, >= 0.
+        beta: inverse temperature, a float or per-chain (B,) tensor (tempering, AIS).
+        seed: uint64 Philox key; None draws one from ``generator`` / the default generator.
+        offset: uint64 stream position; a sampler calling this repeatedly advances it by 2k.
+        sample_offset: global index of chain 0 (a shard reproduces its chains of a full batch).
+
+    Returns:
+        ``(v_k, h_k, pv_k, ph_k)``: the visible sample of the last step and its probabilities
+        ``σ(β(h_k Wᵀ + b))``, and the hidden sample ``h_k`` it was drawn from with its
+        probabilities ``ph_k = σ(β(v_{k-1} W + c))`` (so ``h_k`` is computed from ``v_{k-1}``,
+        as CD statistics want). ``k = 0`` runs only the hidden half of step 0: ``v_k = pv_k =
+        v0`` and ``h_k, ph_k`` are drawn from ``v0`` at ``offset`` (the same ``h`` that step 0 of
+        any k >= 1 draws). Not differentiable (the outputs carry no gradient).
+
+    Reference: Hinton (2002), "Training products of experts by minimizing contrastive
+    divergence".
+
+    >>> v, h, pv, ph = gmkernels.rbm_gibbs(v0, W, b, c, 10, seed=0)
+    """
+    op = "gmkernels.rbm_gibbs"
+    _check_params(op, W, b, c)
+    _check_v(op, v0, W, "v0")
+    k = _check_int(op, "k", k, 0)
+    rows = v0.shape[0]
+    beta_t, beta_f = _check_beta(op, beta, rows, v0)
+    seed, offset, sample_offset = check_stream_args(op, resolve_seed(seed, generator), offset,
+                                                    sample_offset, rows)
+    v0, W, b, c = v0.detach(), W.detach(), b.detach(), c.detach()
+    backend = _choose("rbm_gibbs", W.device)
+    beta_arg = beta_f if beta_t is None else beta_t
+    if backend == "native":
+        return tuple(torch.ops.gmkernels.rbm_gibbs(v0, W, b, c, k, beta_t, beta_f,
+                                                   as_int64_bits(seed), as_int64_bits(offset),
+                                                   sample_offset))
+    if backend == "triton":
+        from ..triton import rbm as _tri
+        return _tri.rbm_gibbs_fwd(v0, W, b, c, k, beta_arg, seed, offset, sample_offset)
+    return _ref.rbm_gibbs(v0, W, b, c, k, beta_arg, seed, offset, sample_offset)
+
+
+# --------------------------------------------------------------------------------------------
+# rbm_free_energy
+
+def rbm_free_energy(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
+                    c: torch.Tensor) -> torch.Tensor:
+    """Free energy of visible vectors (SPEC §2.1), differentiable in all arguments:
+
+        F(v) = -bᵀv - Σ_j softplus(c_j + (v W)_j),      p(v) = exp(-F(v)) / Z
+
+    with a stable softplus (``max(x, 0) + log1p(exp(-|x|))``): finite for any finite input.
+    The backward is one op: ``dF/dv = -b - σ(vW + c) Wᵀ``, ``dF/dW = -vᵀ σ(vW + c)``,
+    ``dF/db = -v``, ``dF/dc = -σ(vW + c)`` (weighted by the incoming gradient, summed over B).
+
+    Args:
+        v: (B, n_visible); W: (n_visible, n_hidden); b: (n_visible,); c: (n_hidden,);
+            float32 or float64, one dtype and device.
+
+    Returns:
+        (B,) free energies in v's dtype.
+
+    >>> loss = gmkernels.rbm_free_energy(v_data, W, b, c).mean() - \\
+    ...        gmkernels.rbm_free_energy(v_model, W, b, c).mean()   # CD surrogate loss
+    """
+    op = "gmkernels.rbm_free_energy"
+    _check_params(op, W, b, c)
+    _check_v(op, v, W)
+    backend = _choose("rbm_free_energy", W.device)
+    if backend == "native":
+        return _backend.call_op(torch.ops.gmkernels.rbm_free_energy, (v, W, b, c), v, W, b, c)
+    return _ref.rbm_free_energy(v, W, b, c)
+
+
+# --------------------------------------------------------------------------------------------
+# partition functions
+
+def rbm_log_z_exact(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """log Z of an RBM by enumerating its smaller layer (the test oracle of :func:`rbm_ais`):
+
+        log Z = logsumexp_h [cᵀh + Σ_i softplus(b_i + (W h)_i)]     (hidden layer smaller)
+
+    or the same over v with ``bᵀv + Σ_j softplus(c_j + (vW)_j)``. The 2^n states go through in
+    chunks of about 2^22 values (one GEMM each), combined by logsumexp, in float64 whatever
+    the input dtype. n = min(n_visible, n_hidden) <= 32; 24 units take seconds on a CPU.
+
+    Returns:
+        a 0-d float64 tensor. Not differentiable (the outputs carry no gradient).
+
+    >>> gmkernels.rbm_log_z_exact(W, b, c)     # W: (784, 20) -> 2^20 hidden states
+    """
+    op = "gmkernels.rbm_log_z_exact"
+    _check_params(op, W, b, c)
+    n = min(W.shape)
+    if n > 32:
+        raise ValueError(f"{op}: enumerating the smaller layer needs min(n_visible, n_hidden) <= 32 "
+                         f"(2^n states), got {n}")
+    W, b, c = W.detach(), b.detach(), c.detach()
+    if _choose("rbm_log_z_exact", W.device) == "native":
+        return torch.ops.gmkernels.rbm_log_z_exact(W, b, c)
+    return _ref.rbm_log_z_exact(W, b, c)
+
+
+def base_rate_visible_bias(data: torch.Tensor, smoothing: float = 0.05) -> torch.Tensor:
+    """Visible biases of the base-rate model of AIS (Salakhutdinov & Murray 2008): the logits
+    of the data marginals, ``log(p / (1 - p))`` with ``p = (mean(data) + smoothing) /
+    (1 + 2 smoothing)`` kept away from 0 and 1. data: (N, n_visible) in {0, 1}."""
+    if not isinstance(data, torch.Tensor) or data.dim() != 2:
+        raise ValueError("base_rate_visible_bias: data must be a (N, n_visible) tensor")
+    p = (data.double().mean(0) + smoothing) / (1 + 2 * smoothing)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def _check_betas(op: str, betas, device) -> torch.Tensor:
+    if not isinstance(betas, torch.Tensor):
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+    if betas.dim() != 1 or betas.shape[0] < 2 or not betas.dtype.is_floating_point:
+        raise ValueError(f"{op}: betas must be a 1-D float tensor of at least 2 inverse "
+                         f"temperatures, got shape {tuple(betas.shape)} ({betas.dtype})")
+    bt = betas.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(bt).all()) or bt[0] != 0 or bt[-1] != 1 or bool((bt[1:] < bt[:-1]).any()):
+        raise ValueError(f"{op}: betas must be finite, nondecreasing, start at 0 and end at 1, got "
+                         f"{bt[:3].tolist()} ... {bt[-3:].tolist()}")
+    return bt.to(device)
+
+
+def rbm_ais(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, *, n_chains: int = 100,
+            betas=None, n_betas: int = 10000, base_visible_bias: torch.Tensor | None = None,
+            seed=None, offset: int = 0, generator=None):
+    """Annealed importance sampling estimate of log Z (Salakhutdinov & Murray 2008, "On the
+    quantitative analysis of deep belief networks", ICML).
+
+    Anneals from the base-rate model A (W = 0, visible biases ``base_visible_bias``, e.g.
+    :func:`base_rate_visible_bias` of the training data; default zeros, the uniform
+    distribution) to the RBM with inverse temperatures ``0 = β_0 <= ... <= β_K = 1``::
+
+        log p*_k(v) = (1 - β_k) b_Aᵀv + β_k bᵀv + Σ_j softplus(β_k (c_j + (vW)_j))
+        log w      = Σ_k [log p*_k(v_k) - log p*_{k-1}(v_k)],   v_1 ~ p_A,
+        v_{k+1}    = one Gibbs step leaving p_k invariant (the fused pass, with the base bias),
+        log Z      = log Z_A + log mean(w),   log Z_A = Σ_i softplus(b_A,i) + n_hidden log 2
+
+    The loop over β runs in C++ (one pair of GEMMs and fused passes per β). log w accumulates
+    in float64. Random stream: the base sample at ``offset``, level k's transition at
+    ``offset + 2k - 1`` (hidden) and ``offset + 2k`` (visible), rows = chains.
+
+    Args:
+        W, b, c: the RBM (float32 or float64).
+        n_chains: independent AIS runs (>= 2).
+        betas: the schedule, a 1-D tensor from 0 to 1; None: :func:`default_betas(n_betas)`
+            (S&M's schedule shape: 500 : 4000 : 10000 points on [0, .5], [.5, .9], [.9, 1]).
+        base_visible_bias: (n_visible,) visible biases of the base model, or None.
+
+    Returns:
+        ``(log_z, std_err)``, 0-d float64 tensors; ``std_err`` is the delta-method standard
+        error of log Z, ``std(w) / (mean(w) sqrt(n_chains))``. (AIS tends to underestimate log Z
+        when the chains are too few or the schedule too short; the standard error does not
+        show that bias.)
+
+    >>> log_z, se = gmkernels.rbm_ais(W, b, c, n_chains=100, seed=0)
+    """
+    op = "gmkernels.rbm_ais"
+    _check_params(op, W, b, c)
+    n_chains = _check_int(op, "n_chains", n_chains, 2)
+    if betas is None:
+        n_betas = _check_int(op, "n_betas", n_betas, 3)
+        betas = default_betas(n_betas, device=W.device)
+    else:
+        betas = _check_betas(op, betas, W.device)
+    if base_visible_bias is not None:
+        if (not isinstance(base_visible_bias, torch.Tensor) or base_visible_bias.dim() != 1
+                or base_visible_bias.shape[0] != W.shape[0]):
+            raise ValueError(f"{op}: base_visible_bias must be a tensor of shape (n_visible,) = "
+                             f"({W.shape[0]},), got {getattr(base_visible_bias, 'shape', base_visible_bias)}")
+        base_visible_bias = base_visible_bias.detach().to(device=W.device, dtype=W.dtype)
+    seed, offset, _ = check_stream_args(op, resolve_seed(seed, generator), offset, 0, n_chains)
+    W, b, c = W.detach(), b.detach(), c.detach()
+    backend = _choose("rbm_ais", W.device)
+    if backend == "native":
+        return tuple(torch.ops.gmkernels.rbm_ais(W, b, c, betas, n_chains, base_visible_bias,
+                                                 as_int64_bits(seed), as_int64_bits(offset)))
+    if backend == "triton":
+        from ..triton import rbm as _tri
+        return _tri.rbm_ais_fwd(W, b, c, betas, n_chains, base_visible_bias, seed, offset)
+    return _ref.rbm_ais(W, b, c, betas, n_chains, base_visible_bias, seed, offset)
+
+
+# --------------------------------------------------------------------------------------------
+# fake kernels and autograd of the dispatcher ops
+
+if _backend.extension_available() and hasattr(torch.ops.gmkernels, "rbm_gibbs"):
+
+    @torch.library.register_fake("gmkernels::rbm_gibbs")
+    def _rbm_gibbs_fake(v0, W, b, c, k, beta_t, beta, seed, offset, sample_offset):
+        B, nh = v0.shape[0], W.shape[1]
+        return (torch.empty_like(v0, memory_format=torch.contiguous_format),
+                v0.new_empty((B, nh)),
+                torch.empty_like(v0, memory_format=torch.contiguous_format),
+                v0.new_empty((B, nh)))
+
+    @torch.library.register_fake("gmkernels::rbm_free_energy")
+    def _rbm_free_energy_fake(v, W, b, c):
+        return v.new_empty((v.shape[0],))
+
+    @torch.library.register_fake("gmkernels::rbm_free_energy_backward")
+    def _rbm_free_energy_bwd_fake(grad, v, W, b, c):
+        return (torch.empty_like(v, memory_format=torch.contiguous_format),
+                torch.empty_like(W, memory_format=torch.contiguous_format),
+                torch.empty_like(b), torch.empty_like(c))
+
+    @torch.library.register_fake("gmkernels::rbm_log_z_exact")
+    def _rbm_log_z_exact_fake(W, b, c):
+        return W.new_empty((), dtype=torch.float64)
+
+    @torch.library.register_fake("gmkernels::rbm_ais")
+    def _rbm_ais_fake(W, b, c, betas, n_chains, base, seed, offset):
+        return W.new_empty((), dtype=torch.float64), W.new_empty((), dtype=torch.float64)
+
+    def _fe_setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _fe_backward(ctx, grad):
+        v, W, b, c = ctx.saved_tensors
+        return torch.ops.gmkernels.rbm_free_energy_backward(grad, v, W, b, c)
+
+    torch.library.register_autograd("gmkernels::rbm_free_energy", _fe_backward,
+                                    setup_context=_fe_setup_context)
