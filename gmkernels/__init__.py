@@ -17,6 +17,7 @@ from . import ops
 from .ops.sde import (affine_noise_step, ddpm_step, euler_maruyama_step, langevin_corrector_step,
                       langevin_step, langevin_step_, reverse_sde_step)
 from . import score
+from .ops.bm import bm_exact, bm_gibbs
 
 __version__ = "0.1.0"
 
@@ -33,4 +34,6 @@ __all__ = [
     "affine_noise_step",
     "ddpm_step",
     "score",
+    "bm_gibbs",
+    "bm_exact",
 ]

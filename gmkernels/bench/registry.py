@@ -56,7 +56,7 @@ PROVIDER_RNG = {"eager": "torch", "compile": "torch", "gmkernels": "philox",
 
 # Modules that register cases; imported lazily by all_cases() so `--help` stays fast.
 CASE_MODULES = ("gmkernels.bench.cases_sde", "gmkernels.bench.cases_sde_steps",
-                "gmkernels.bench.cases_random")
+                "gmkernels.bench.cases_random", "gmkernels.bench.cases_bm")
 
 SUITES = ("quick", "full")
 
