@@ -22,6 +22,7 @@ from . import flows
 from . import score
 from .ops.rbm import rbm_ais, rbm_free_energy, rbm_gibbs, rbm_log_z_exact
 from . import boltzmann
+from .ops.bm import bm_exact, bm_gibbs
 
 __version__ = "0.1.0"
 
@@ -47,4 +48,6 @@ __all__ = [
     "rbm_log_z_exact",
     "rbm_ais",
     "boltzmann",
+    "bm_gibbs",
+    "bm_exact",
 ]

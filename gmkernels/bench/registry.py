@@ -59,6 +59,7 @@ CASE_MODULES = ("gmkernels.bench.cases_sde", "gmkernels.bench.cases_sde_steps",
                 "gmkernels.bench.cases_random", "gmkernels.bench.cases_planar")
                 "gmkernels.bench.cases_random", "gmkernels.bench.cases_coupling")
                 "gmkernels.bench.cases_random", "gmkernels.bench.cases_rbm")
+                "gmkernels.bench.cases_random", "gmkernels.bench.cases_bm")
 
 SUITES = ("quick", "full")
 

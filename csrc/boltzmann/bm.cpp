@@ -1,0 +1,237 @@
+// The fully connected Boltzmann machine (SPEC §2.2): schema and CPU kernel of bm_gibbs.
+//
+// bm_gibbs runs n_sweeps Gibbs sweeps on B independent chains of D spins in {-1, +1}:
+//  * sequential order: sweep s visits sites 0..D-1; site i of chain b takes the uniform of
+//    element i of row b at offset + s (SPEC §0);
+//  * random order: sweep s makes D single-site updates; update j picks site
+//    floor(u'_j D) with u'_j the uniform of element D + j, and decides it with the uniform of
+//    element j, both of row b at offset + s (a row of 2D elements).
+// Either way sweep s uses exactly the stream position offset + s, so a caller that runs
+// n sweeps advances its offset by n.
+//
+// CPU kernel: at::parallel_for over chains. Per chain and sweep the row's Philox words are made
+// at once (64 counters per AVX2 call), then the sites run in order: one sigmoid per site, and
+// when the spin flips a field update h += 2 y_new W[i, :] over D contiguous values (the loop the
+// compiler vectorizes; a sweep costs O(D * flips)). The loops are compiled for AVX-512, AVX2 and
+// baseline x86-64 and chosen by cpuid (gmk/cpu_stream.h), like the Philox driver.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <vector>
+
+#include "gmk/checks.h"
+#include "gmk/cpu_stream.h"
+#include "bm.h"
+#include "bm_ops.h"
+
+namespace gmk {
+
+BmPrep bm_prepare(const char* op, const at::Tensor& y, const at::Tensor& W, const at::Tensor& b,
+                  int64_t n_sweeps, const c10::optional<at::Tensor>& beta_t, double beta,
+                  int64_t order, int64_t seed, int64_t offset, int64_t sample_offset) {
+  TORCH_CHECK(y.dim() == 2, op, ": y must be a (B, D) tensor of spins, got shape ", y.sizes());
+  TORCH_CHECK(y.scalar_type() == at::kFloat || y.scalar_type() == at::kDouble, op,
+              ": y must be float32 or float64, got ", y.scalar_type());
+  const int64_t B = y.size(0), D = y.size(1);
+  TORCH_CHECK(W.dim() == 2 && W.size(0) == D && W.size(1) == D, op, ": W must have shape (", D,
+              ", ", D, ") for y of shape ", y.sizes(), ", got ", W.sizes());
+  TORCH_CHECK(b.dim() == 1 && b.size(0) == D, op, ": b must have shape (", D, ",), got ",
+              b.sizes());
+  TORCH_CHECK(W.scalar_type() == y.scalar_type(), op, ": W must have the dtype of y (",
+              y.scalar_type(), "), got ", W.scalar_type());
+  TORCH_CHECK(b.scalar_type() == y.scalar_type(), op, ": b must have the dtype of y (",
+              y.scalar_type(), "), got ", b.scalar_type());
+  TORCH_CHECK(W.device() == y.device(), op, ": W must be on y's device (", y.device(), "), got ",
+              W.device());
+  TORCH_CHECK(b.device() == y.device(), op, ": b must be on y's device (", y.device(), "), got ",
+              b.device());
+  TORCH_CHECK(n_sweeps >= 0, op, ": n_sweeps must be >= 0, got ", n_sweeps);
+  TORCH_CHECK(order == kBmSequential || order == kBmRandom, op,
+              ": order must be 0 (sequential) or 1 (random), got ", order);
+  TORCH_CHECK(D < (int64_t{1} << 24), op, ": D must be < 2^24, got ", D);
+  TORCH_CHECK(std::isfinite(beta) && beta >= 0, op, ": beta must be finite and >= 0, got ", beta);
+  BmPrep p;
+  p.beta_t = per_sample(op, beta_t, "beta", y, y.scalar_type());
+  if (p.beta_t.defined()) {
+    TORCH_CHECK(at::isfinite(p.beta_t).all().item<bool>() && !(p.beta_t < 0).any().item<bool>(),
+                op, ": every beta must be finite and >= 0");
+  }
+  // Value checks. Exact symmetry: the kernel reads row i of W for both the initial fields
+  // (through y W) and the updates, which only agree when W equals its transpose exactly; build
+  // W as (A + A^T) / 2 to symmetrize (that is exact in floating point).
+  if (D > 0) {
+    TORCH_CHECK(at::isfinite(W).all().item<bool>(), op, ": W must be finite");
+    TORCH_CHECK(at::equal(W, W.t()), op,
+                ": W must be symmetric (W == W.T exactly; symmetrize with (W + W.T) / 2), max "
+                "|W - W.T| = ", (W - W.t()).abs().max().item<double>());
+    TORCH_CHECK(!(W.diagonal() != 0).any().item<bool>(), op,
+                ": W must have a zero diagonal, max |diag(W)| = ",
+                W.diagonal().abs().max().item<double>());
+    TORCH_CHECK(at::isfinite(b).all().item<bool>(), op, ": b must be finite");
+    if (B > 0) {
+      TORCH_CHECK(!at::logical_and(y != 1, y != -1).any().item<bool>(), op,
+                  ": y must hold spins in {-1, +1} only");
+    }
+  }
+  p.st = checked_stream(op, y.sizes(), seed, offset, sample_offset);
+  p.y = at::empty({B, D}, y.options());
+  p.y.copy_(y);
+  p.W = W.contiguous();
+  p.h = at::addmm(b, p.y, p.W).contiguous();
+  p.beta = beta;
+  p.B = B;
+  p.D = D;
+  p.n_sweeps = n_sweeps;
+  p.order = static_cast<int>(order);
+  return p;
+}
+
+namespace {
+
+template <typename acc_t>
+struct BmCpu {
+  acc_t* y;
+  acc_t* h;
+  const acc_t* W;
+  const acc_t* beta_t;
+  acc_t beta;
+  int64_t D, n_sweeps;
+  int order;
+  PhiloxStream st;
+};
+
+// h += s * w over D contiguous values (s = +-2: the product is exact).
+template <typename acc_t>
+GMK_FORCEINLINE void field_update(acc_t* __restrict h, const acc_t* __restrict w, acc_t s,
+                                  int64_t D) {
+#pragma omp simd
+  for (int64_t j = 0; j < D; ++j) h[j] += s * w[j];
+}
+
+// The Philox words of elements 0..M-1 of row `row` (0-based in the call) into words[0..4G).
+template <bool kAvx2>
+GMK_FORCEINLINE void row_words(const PhiloxStream& st, uint32_t row, int64_t G,
+                               uint32_t* words) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if constexpr (kAvx2) {
+    alignas(64) uint32_t lanes[4][cpu::kLanes];
+    for (int64_t g0 = 0; g0 < G; g0 += cpu::kLanes) {
+      cpu::philox_words_avx2(static_cast<uint32_t>(g0), 1u, row + st.row0, 0u, st, lanes);
+      const int64_t n = std::min<int64_t>(cpu::kLanes, G - g0);
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t* o = words + 4 * (g0 + i);
+        o[0] = lanes[0][i];
+        o[1] = lanes[1][i];
+        o[2] = lanes[2][i];
+        o[3] = lanes[3][i];
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t g = 0; g < G; ++g) {
+    const u32x4 w = st.words(static_cast<uint32_t>(g), row);
+    uint32_t* o = words + 4 * g;
+    o[0] = w.x;
+    o[1] = w.y;
+    o[2] = w.z;
+    o[3] = w.w;
+  }
+}
+
+// Chains [c0, c1): every sweep of each, one chain at a time (its fields stay in L1/L2).
+template <typename acc_t, bool kAvx2>
+GMK_FORCEINLINE void bm_chains(const BmCpu<acc_t>& a, int64_t c0, int64_t c1) {
+  const int64_t D = a.D;
+  const int64_t M = a.order == kBmRandom ? 2 * D : D;
+  const int64_t G = (M + 3) / 4;
+  std::vector<uint32_t> words(static_cast<size_t>(4 * G));
+  uint32_t* wd = words.data();
+  for (int64_t c = c0; c < c1; ++c) {
+    acc_t* __restrict y = a.y + c * D;
+    acc_t* __restrict h = a.h + c * D;
+    const acc_t beta = a.beta_t ? a.beta_t[c] : a.beta;
+    for (int64_t s = 0; s < a.n_sweeps; ++s) {
+      row_words<kAvx2>(bm_sweep_stream(a.st, static_cast<uint64_t>(s)),
+                       static_cast<uint32_t>(c), G, wd);
+      for (int64_t j = 0; j < D; ++j) {
+        const int64_t i = a.order == kBmRandom
+                              ? static_cast<int64_t>(bm_site(wd[D + j], static_cast<uint32_t>(D)))
+                              : j;
+        const acc_t yn = bm_new_spin<acc_t>(wd[j], h[i], beta);
+        if (yn != y[i]) {
+          y[i] = yn;
+          field_update<acc_t>(h, a.W + i * D, acc_t(2) * yn, D);
+        }
+      }
+    }
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+template <typename acc_t>
+GMK_TARGET_AVX512 __attribute__((noinline)) void bm_chains_avx512(const BmCpu<acc_t>& a,
+                                                                  int64_t c0, int64_t c1) {
+  bm_chains<acc_t, true>(a, c0, c1);
+}
+template <typename acc_t>
+GMK_TARGET_AVX2 __attribute__((noinline)) void bm_chains_avx2(const BmCpu<acc_t>& a, int64_t c0,
+                                                              int64_t c1) {
+  bm_chains<acc_t, true>(a, c0, c1);
+}
+#endif
+
+template <typename acc_t>
+__attribute__((noinline)) void bm_chains_baseline(const BmCpu<acc_t>& a, int64_t c0,
+                                                  int64_t c1) {
+  bm_chains<acc_t, false>(a, c0, c1);
+}
+
+template <typename acc_t>
+void bm_cpu_run(const BmPrep& p) {
+  BmCpu<acc_t> a{p.y.data_ptr<acc_t>(),
+                 p.h.data_ptr<acc_t>(),
+                 p.W.data_ptr<acc_t>(),
+                 p.beta_t.defined() ? p.beta_t.data_ptr<acc_t>() : nullptr,
+                 static_cast<acc_t>(p.beta),
+                 p.D,
+                 p.n_sweeps,
+                 p.order,
+                 p.st};
+  const cpu::Isa isa = cpu::detect_isa();
+  // One chain is n_sweeps * D site updates: always worth a task of its own.
+  at::parallel_for(0, p.B, 1, [&](int64_t c0, int64_t c1) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == cpu::Isa::kAvx512) return bm_chains_avx512<acc_t>(a, c0, c1);
+    if (isa == cpu::Isa::kAvx2) return bm_chains_avx2<acc_t>(a, c0, c1);
+#endif
+    (void)isa;
+    bm_chains_baseline<acc_t>(a, c0, c1);
+  });
+}
+
+at::Tensor bm_gibbs_cpu(const at::Tensor& y, const at::Tensor& W, const at::Tensor& b,
+                        int64_t n_sweeps, const c10::optional<at::Tensor>& beta_t, double beta,
+                        int64_t order, int64_t seed, int64_t offset, int64_t sample_offset) {
+  const char* op = "gmkernels.bm_gibbs";
+  BmPrep p = bm_prepare(op, y, W, b, n_sweeps, beta_t, beta, order, seed, offset, sample_offset);
+  if (p.B == 0 || p.D == 0 || p.n_sweeps == 0) return p.y;
+  if (p.y.scalar_type() == at::kDouble) bm_cpu_run<double>(p);
+  else bm_cpu_run<float>(p);
+  return p.y;
+}
+
+}  // namespace
+}  // namespace gmk
+
+TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
+  // Spins y (B, D) in {-1, +1}; returns the spins after n_sweeps sweeps (SPEC §2.2, bm.cpp top).
+  // order: 0 sequential, 1 random scan. beta_t: per-chain (B,) inverse temperatures, else beta.
+  m.def(
+      "bm_gibbs(Tensor y, Tensor W, Tensor b, int n_sweeps, Tensor? beta_t, float beta, "
+      "int order, int seed, int offset, int sample_offset) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(gmkernels, CPU, m) { m.impl("bm_gibbs", &gmk::bm_gibbs_cpu); }

@@ -1,0 +1,121 @@
+"""Benchmark cases of the fully connected ±1 Boltzmann machine (issue 5): ``bm_gibbs``, B chains
+of D spins, ``n_sweeps`` sequential sweeps in one call.
+
+The machine: Sherrington-Kirkpatrick couplings ``W = (A + Aᵀ)/2 / sqrt(D)``, ``A_ij ~ N(0, 1)``,
+zero diagonal, ``b = 0``, ``β = 1``, chains from uniform random spins: a standard hard case
+(T = 1 is the SK critical temperature), about a fifth to a third of the site updates flip.
+
+Providers (the ``shape`` of a case is ``(B, D)``; every provider does the same n_sweeps):
+
+* ``eager``: :func:`gmkernels.reference.bm.bm_gibbs`, the plain-PyTorch loop over sweeps and
+  sites, vectorized over the chains (per site: a column of the fields, a sigmoid, a compare,
+  and ``h += delta[:, None] * W[i]``, an O(B D) update whether or not anything flipped); its
+  uniforms come from the reference Philox (one (B, D) draw per sweep, a small share of the time);
+* ``compile``: the same loop with the per-site update under ``torch.compile`` (the whole
+  D x n_sweeps loop cannot be traced into one graph in reasonable time; the site index is passed
+  as tensors so one graph serves all sites);
+* ``gmkernels``: :func:`gmkernels.bm_gibbs`.
+
+Expectations (written before measuring): one site update costs a Philox quarter-call, a
+sigmoid and, when the spin flips (probability q), D multiply-adds on the chain's field vector
+(2 flops and 8 bytes of W from L1/L2 per field in float32). At D = 256, q ≈ 0.3: ~80 fields
+updated per site update, ~10 AVX2 FMA vectors, plus ~30 cycles for exp/Philox/branch: about
+50-60 cycles per site update, so ~1e8 site updates/s per core and 1.5-2e8/s on 2 cores. The
+eager loop does O(B D) memory work per site whatever flips: (1024 x 256 x 4 B) read + written
+twice per site, ~0.3-0.5 ms per site, ~100 ms per sweep: the fused kernel should be ~50-100x
+faster. At D = 1024 the kernel's per-flip work is 4x larger (and W, 4 MiB, leaves L2), so site
+updates/s drop ~3-4x; the eager loop's per-site cost grows 4x too.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _backend
+from ..ops.bm import bm_gibbs
+from ..reference import bm as _ref
+from ..reference import random as _rand
+from .registry import Case, ProviderUnavailable, register, warm_compile
+
+SEED = 20240531
+
+
+def _setup(case: Case, device: torch.device) -> dict:
+    B, D = case.shape
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(D, D, generator=g, dtype=torch.float64)
+    W = ((A + A.T) / 2 / D ** 0.5).to(case.dtype)
+    W.fill_diagonal_(0)
+    y = (torch.randint(0, 2, (B, D), generator=g) * 2 - 1).to(case.dtype)
+    return {"y": y.to(device), "W": W.to(device), "b": torch.zeros(D, dtype=case.dtype, device=device),
+            "n_sweeps": N_SWEEPS[case.shape]}
+
+
+def _site(h, hi, yi, ui, w_row, beta):
+    p = 1.0 / (1.0 + torch.exp(-(2.0 * (beta * hi))))
+    yn = torch.where(ui < p, 1.0, -1.0).to(h.dtype)
+    delta = torch.where(yn != yi, 2.0 * yn, torch.zeros_like(yn))
+    return h + delta[:, None] * w_row[None, :], yn
+
+
+def bm_gibbs_compiled_sites(y, W, b, n_sweeps, beta, seed, offset=0):
+    """The reference loop with the per-site update compiled (the ``compile`` provider)."""
+    from .registry import compiled
+    site = compiled(_site)
+    B, D = y.shape
+    y = y.clone()
+    h = torch.addmm(b, y, W)
+    bt = torch.full((B,), float(beta), dtype=y.dtype, device=y.device)
+    for s in range(n_sweeps):
+        words = _rand.uint32((B, D), seed, offset + s, 0, device=y.device)
+        u = ((words >> 8).to(y.dtype)) * 2.0 ** -24
+        for j in range(D):
+            h, yn = site(h, h[:, j], y[:, j], u[:, j], W[j], bt)
+            y[:, j] = yn
+    return y
+
+
+def _eager(inp):
+    y, W, b, n = inp["y"], inp["W"], inp["b"], inp["n_sweeps"]
+    return lambda: _ref.bm_gibbs(y, W, b, n, 1.0, "sequential", SEED, 0, 0)
+
+
+def _compile(inp):
+    y, W, b, n = inp["y"], inp["W"], inp["b"], inp["n_sweeps"]
+    # warm: compile the site update once (one graph: shapes do not depend on the site)
+    warm_compile(_site, torch.addmm(b, y, W), y[:, 0], y[:, 0], y[:, 0], W[0],
+                 torch.ones(y.shape[0], dtype=y.dtype, device=y.device))
+    return lambda: bm_gibbs_compiled_sites(y, W, b, n, 1.0, SEED)
+
+
+def _gmkernels(inp):
+    y, W, b, n = inp["y"], inp["W"], inp["b"], inp["n_sweeps"]
+    if _backend.choose("bm_gibbs", y.device) == "reference":
+        raise ProviderUnavailable("gmkernels.bm_gibbs has no native/triton kernel here "
+                                  "(extension not loaded?); it would run the slow reference")
+    step = iter(range(0, 1 << 62, n))  # a sampler gives each call its own offsets
+    return lambda: bm_gibbs(y, W, b, n, seed=SEED, offset=next(step))
+
+
+PROVIDERS = {"eager": _eager, "compile": _compile, "gmkernels": _gmkernels}
+
+# n_sweeps per case shape (Case has no free-form field; the shape (B, D) keys it).
+N_SWEEPS: dict[tuple[int, int], int] = {}
+
+
+def _bm(B, D, n_sweeps, suites, note, providers=PROVIDERS):
+    N_SWEEPS[(B, D)] = n_sweeps
+    register(Case(family="boltzmann", op="bm_gibbs", shape=(B, D), dtype=torch.float32,
+                  setup=_setup, providers=providers, suites=frozenset(suites),
+                  note=f"{n_sweeps} sequential sweeps, SK couplings at T = 1; {note}"))
+
+
+# The issue-5 targets: D = 256, B = 1024, 10 sweeps (>= 100x eager, >= 2e8 site updates/s:
+# 2.62e6 site updates per call) and D = 1024 (measured). The eager loop takes seconds per call
+# here; the compile provider only on the full suite (its per-site Python loop is as slow as
+# eager's, and a first compile costs ~10 s).
+_bm(1024, 256, 10, {"quick", "full"}, "issue-5 target: 2.6e6 site updates per call",
+    providers={"eager": _eager, "gmkernels": _gmkernels})
+_bm(1024, 1024, 2, {"quick", "full"}, "D = 1024: 2.1e6 site updates per call",
+    providers={"eager": _eager, "gmkernels": _gmkernels})
+_bm(256, 64, 10, {"full"}, "small machine: per-call overhead visible")

@@ -1,0 +1,189 @@
+"""A fully connected Boltzmann machine with ±1 spins (SPEC §2.2), trained by maximum likelihood
+with persistent Gibbs chains (the "stochastic maximum likelihood" of Younes 1989 / Tieleman
+2008, with the Boltzmann learning rule of Ackley, Hinton & Sejnowski 1985):
+
+    ∂ log L / ∂W_ij = ⟨y_i y_j⟩_data - ⟨y_i y_j⟩_model,   ∂ log L / ∂b_i = ⟨y_i⟩_data - ⟨y_i⟩_model.
+
+The model expectations come from persistent chains advanced by :func:`gmkernels.bm_gibbs`
+between updates; for small ``d`` everything is also available exactly (:meth:`exact`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..ops.bm import bm_energy, bm_exact, bm_gibbs, check_couplings
+from ..random import resolve_seed
+
+__all__ = ["BoltzmannMachine"]
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional
+        return iterable
+    return tqdm(iterable, desc=desc)
+
+
+class BoltzmannMachine(nn.Module):
+    """Fully connected ±1 Boltzmann machine ``P(y) ∝ exp(½ yᵀWy + bᵀy)`` on ``d`` spins.
+
+    Parameters: ``W`` (d, d), kept exactly symmetric with a zero diagonal (every update is
+    symmetrized), and ``b`` (d,). Buffers: the persistent chains of :meth:`fit` and the
+    stream position they have used, so a saved model resumes its chains.
+
+    >>> bm = BoltzmannMachine(8)
+    >>> bm.fit(data, epochs=200, lr=0.05)          # data: (N, 8) in {-1, +1}
+    >>> y = bm.sample(1000, n_sweeps=50, seed=0)
+    >>> ex = bm.exact()                           # log Z, probabilities, moments (d <= 20)
+    """
+
+    def __init__(self, d: int, *, dtype: torch.dtype = torch.float32, device=None):
+        super().__init__()
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise ValueError(f"BoltzmannMachine: d must be an int >= 1, got {d!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"BoltzmannMachine: dtype must be float32 or float64, got {dtype}")
+        self.d = d
+        self.W = nn.Parameter(torch.zeros(d, d, dtype=dtype, device=device))
+        self.b = nn.Parameter(torch.zeros(d, dtype=dtype, device=device))
+        self.register_buffer("chains", torch.empty(0, d, dtype=dtype, device=device))
+        # (seed, next offset) of the persistent chains' stream; -1: not started.
+        self.register_buffer("stream", torch.tensor([-1, 0], dtype=torch.int64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The persistent chains' count is not fixed by the model: take the saved buffer's shape.
+        saved = state_dict.get(prefix + "chains")
+        if isinstance(saved, torch.Tensor):
+            self.chains = torch.empty(saved.shape, dtype=self.W.dtype, device=self.W.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ------------------------------------------------------------------ helpers
+    @torch.no_grad()
+    def _symmetrize_(self) -> None:
+        self.W.copy_((self.W + self.W.T) / 2)
+        self.W.fill_diagonal_(0)
+
+    def _check_data(self, y: torch.Tensor, name: str = "data") -> torch.Tensor:
+        if not isinstance(y, torch.Tensor) or y.dim() != 2 or y.shape[1] != self.d:
+            raise ValueError(f"BoltzmannMachine: {name} must be an (N, {self.d}) tensor, got "
+                             f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+        y = y.to(dtype=self.W.dtype, device=self.W.device)
+        if bool(((y != 1) & (y != -1)).any()):
+            raise ValueError(f"BoltzmannMachine: {name} must hold spins in {{-1, +1}} only")
+        return y
+
+    def energy(self, y: torch.Tensor) -> torch.Tensor:
+        """``E(y) = -½ yᵀWy - bᵀy`` per row of ``y`` (N, d)."""
+        return bm_energy(y.to(self.W.dtype), self.W, self.b)
+
+    def _random_spins(self, n: int, generator) -> torch.Tensor:
+        bits = torch.randint(0, 2, (n, self.d), generator=generator, dtype=torch.int64)
+        return (bits * 2 - 1).to(dtype=self.W.dtype, device=self.W.device)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(self, n: int, n_sweeps: int = 100, *, init: torch.Tensor | None = None, beta=1.0,
+               order: str = "sequential", seed=None, offset: int = 0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` samples: ``n`` chains started at ``init`` (n, d) (default: uniform random spins
+        from ``generator``) run for ``n_sweeps`` sweeps of :func:`gmkernels.bm_gibbs`."""
+        y = self._random_spins(n, generator) if init is None else self._check_data(init, "init")
+        if init is not None and y.shape[0] != n:
+            raise ValueError(f"BoltzmannMachine.sample: init must have {n} rows, got {y.shape[0]}")
+        return bm_gibbs(y, self.W.detach(), self.b.detach(), n_sweeps, beta=beta, order=order,
+                        seed=resolve_seed(seed, generator), offset=offset)
+
+    # ------------------------------------------------------------------ exact (small d)
+    @torch.no_grad()
+    def exact(self, beta: float = 1.0):
+        """:func:`gmkernels.bm_exact` of this machine (d <= 20): log Z, probabilities of all
+        states, ⟨y⟩, ⟨y yᵀ⟩, ⟨E⟩."""
+        return bm_exact(self.W.detach(), self.b.detach(), beta)
+
+    @torch.no_grad()
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        """Exact ``log P(y)`` per row (d <= 20)."""
+        y = self._check_data(y, "y")
+        return -self.energy(y).double() - self.exact().log_z
+
+    # ------------------------------------------------------------------ learning
+    @torch.no_grad()
+    def fit(self, data: torch.Tensor, *, epochs: int = 100, lr: float = 0.05,
+            n_chains: int = 1000, n_sweeps: int = 1, batch_size: int | None = None,
+            weight_decay: float = 0.0, momentum: float = 0.0, lr_decay: bool = True,
+            order: str = "sequential", seed=None, generator: torch.Generator | None = None,
+            progress: bool = False) -> list[float]:
+        """Maximum likelihood with persistent chains (SPEC §2.2 learning rule).
+
+        Each step takes a mini-batch (all of ``data`` when ``batch_size`` is None), advances the
+        ``n_chains`` persistent chains by ``n_sweeps`` sweeps, and moves ``W`` and ``b`` by ``lr``
+        times ``⟨y yᵀ⟩_data - ⟨y yᵀ⟩_chains - weight_decay W`` (and the bias analogue), with
+        optional momentum; ``W`` stays symmetric with a zero diagonal. With ``lr_decay`` the
+        step size follows ``lr / (1 + t / τ)``, τ a tenth of the steps (Robbins-Monro), so the
+        parameters settle instead of jittering at the chains' noise level.
+
+        The chains persist across calls (buffer ``chains``); their stream is ``seed`` (drawn
+        from ``generator`` on the first call when None) at consecutive offsets.
+
+        Args:
+            data: (N, d) spins in {-1, +1}.
+        Returns:
+            per epoch, the max-abs moment mismatch ``max |⟨y_i y_j⟩_data - ⟨y_i y_j⟩_chains|``.
+        """
+        data = self._check_data(data)
+        N = data.shape[0]
+        if N == 0:
+            raise ValueError("BoltzmannMachine.fit: data is empty")
+        for name, v in (("epochs", epochs), ("n_chains", n_chains), ("n_sweeps", n_sweeps)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"BoltzmannMachine.fit: {name} must be an int >= 1, got {v!r}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"BoltzmannMachine.fit: lr must be finite and > 0, got {lr}")
+        bs = N if batch_size is None else int(batch_size)
+        if bs < 1:
+            raise ValueError(f"BoltzmannMachine.fit: batch_size must be >= 1, got {batch_size}")
+        self._symmetrize_()
+        if self.chains.shape[0] != n_chains:
+            idx = torch.randint(0, N, (n_chains,), generator=generator)
+            self.chains = data[idx.to(data.device)].clone()  # start the chains at data points
+        if int(self.stream[0]) < 0 or seed is not None:
+            s = resolve_seed(seed, generator)
+            self.stream[0] = s - (1 << 64) if s >= (1 << 63) else s
+            self.stream[1] = 0
+        seed_u = int(self.stream[0]) % (1 << 64)
+        steps_per_epoch = (N + bs - 1) // bs
+        tau = max(1.0, epochs * steps_per_epoch / 10)
+        vW = torch.zeros_like(self.W)
+        vb = torch.zeros_like(self.b)
+        history = []
+        t = 0
+        for _ in _progress(range(epochs), progress, "BoltzmannMachine.fit"):
+            perm = torch.randperm(N, generator=generator).to(data.device) if bs < N else None
+            worst = 0.0
+            for k in range(steps_per_epoch):
+                batch = data if perm is None else data[perm[k * bs:(k + 1) * bs]]
+                self.chains = bm_gibbs(self.chains, self.W, self.b, n_sweeps, order=order,
+                                       seed=seed_u, offset=int(self.stream[1]))
+                self.stream[1] += n_sweeps
+                c_data = batch.T @ batch / batch.shape[0]
+                c_model = self.chains.T @ self.chains / n_chains
+                gW = c_data - c_model - weight_decay * self.W
+                gW.fill_diagonal_(0)
+                gb = batch.mean(0) - self.chains.mean(0)
+                step = lr / (1 + t / tau) if lr_decay else lr
+                vW.mul_(momentum).add_(gW)
+                vb.mul_(momentum).add_(gb)
+                self.W.add_(step * vW)
+                self.b.add_(step * vb)
+                self._symmetrize_()
+                worst = max(worst, float((c_data - c_model).abs().max()))
+                t += 1
+            history.append(worst)
+        return history

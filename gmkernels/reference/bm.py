@@ -1,0 +1,132 @@
+"""Plain-PyTorch fully connected Boltzmann machine (SPEC §2.2): the test oracle of
+``bm_gibbs`` (a loop over sweeps and sites, vectorized over chains; also the benchmark's
+``eager`` provider) and the exact enumeration ``bm_exact``.
+
+Spins ``y ∈ {-1, +1}^D``, ``E(y) = -½ yᵀWy - bᵀy``, ``P(y) ∝ exp(-β E(y))``; site rule
+``P(y_i = +1 | y_-i) = σ(2β h_i)`` with the local fields ``h = Wy + b``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from . import random as _rand
+
+__all__ = ["bm_gibbs", "bm_exact", "BMExact", "bm_energy", "MAX_EXACT_D"]
+
+TWO_POW_M24 = 2.0 ** -24
+MAX_EXACT_D = 20
+
+
+def _beta_vector(beta, B: int, dtype, device) -> torch.Tensor:
+    if isinstance(beta, torch.Tensor):
+        return beta.to(dtype=dtype, device=device).expand(B) if beta.dim() == 0 else beta.to(dtype)
+    return torch.full((B,), float(beta), dtype=dtype, device=device)
+
+
+def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, beta=1.0,
+             order: str = "sequential", seed: int = 0, offset: int = 0,
+             sample_offset: int = 0) -> torch.Tensor:
+    """``n_sweeps`` Gibbs sweeps of the B chains (rows of ``y``), the stream as in
+    :func:`gmkernels.bm_gibbs`: sweep ``s`` reads the row of ``D`` (sequential) or ``2D``
+    (random scan) Philox words of chain ``b`` at ``offset + s``; element ``j`` decides update
+    ``j``, element ``D + j`` picks its site in random scan, ``((w >> 8) * D) >> 24``.
+
+    The fields start as ``y W + b`` (one GEMM, as the kernels) and move by ``2 y_new W[i]`` on a
+    flip; chains that keep their spin add an exact zero, so the fields stay bit-identical to
+    the kernels'.
+    """
+    B, D = y.shape
+    dtype, device = y.dtype, y.device
+    y = y.detach().clone(memory_format=torch.contiguous_format)
+    W = W.detach().contiguous()
+    h = torch.addmm(b.detach(), y, W)
+    bt = _beta_vector(beta, B, dtype, device)
+    random_scan = order == "random"
+    M = 2 * D if random_scan else D
+    rows = torch.arange(B, device=device)
+    for s in range(n_sweeps):
+        words = _rand.uint32((B, M), seed, offset + s, sample_offset, device=device)
+        u = ((words[:, :D] >> 8).to(dtype)) * TWO_POW_M24  # exact: 24-bit integers times 2^-24
+        sites = ((words[:, D:] >> 8) * D) >> 24 if random_scan else None
+        for j in range(D):
+            if random_scan:
+                i = sites[:, j]
+                hi, yi = h[rows, i], y[rows, i]
+            else:
+                hi, yi = h[:, j], y[:, j]
+            p = 1.0 / (1.0 + torch.exp(-(2.0 * (bt * hi))))
+            yn = torch.where(u[:, j] < p, 1.0, -1.0).to(dtype)
+            delta = torch.where(yn != yi, 2.0 * yn, torch.zeros_like(yn))
+            if random_scan:
+                h = h + delta[:, None] * W[i]
+                y[rows, i] = yn
+            else:
+                h = h + delta[:, None] * W[j][None, :]
+                y[:, j] = yn
+    return y
+
+
+def bm_energy(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``E(y) = -½ yᵀWy - bᵀy`` for each row of ``y`` (``(..., D)`` -> ``(...)``)."""
+    return -0.5 * ((y @ W) * y).sum(-1) - y @ b
+
+
+class BMExact(NamedTuple):
+    """Exact quantities of a Boltzmann machine at inverse temperature β, all float64.
+
+    Fields:
+        log_z: 0-d tensor, ``log Σ_y exp(-β E(y))``.
+        probs: ``(2^D,)`` probabilities; state ``k`` has ``y_i = +1`` iff bit ``i`` of ``k`` is
+            set (``(k >> i) & 1``), so state 0 is all ``-1``.
+        mean: ``(D,)`` ``⟨y_i⟩``.
+        second_moment: ``(D, D)`` ``⟨y_i y_j⟩`` (ones on the diagonal).
+        mean_energy: 0-d tensor, ``⟨E⟩``.
+        mean_abs_magnetization: 0-d tensor, ``⟨|Σ_i y_i| / D⟩``.
+    """
+    log_z: torch.Tensor
+    probs: torch.Tensor
+    mean: torch.Tensor
+    second_moment: torch.Tensor
+    mean_energy: torch.Tensor
+    mean_abs_magnetization: torch.Tensor
+
+
+def states(D: int, start: int = 0, stop: int | None = None, device=None) -> torch.Tensor:
+    """States ``start .. stop-1`` as a float64 ``(n, D)`` ±1 tensor (bit ``i`` of ``k`` set ⇔
+    ``y_i = +1``)."""
+    stop = (1 << D) if stop is None else stop
+    k = torch.arange(start, stop, dtype=torch.int64, device=device)
+    bits = (k[:, None] >> torch.arange(D, dtype=torch.int64, device=device)) & 1
+    return bits.to(torch.float64) * 2.0 - 1.0
+
+
+def bm_exact(W: torch.Tensor, b: torch.Tensor, beta: float = 1.0, chunk: int = 1 << 15) -> BMExact:
+    """Exact enumeration over all ``2^D`` states in float64, in chunks of ``chunk`` states
+    (log Z by logsumexp). For ``D <= 20`` (checked by the public op)."""
+    D = W.shape[0]
+    W = W.detach().to(torch.float64)
+    b = b.detach().to(torch.float64)
+    beta = float(beta)
+    n = 1 << D
+    logits = torch.empty(n, dtype=torch.float64, device=W.device)
+    energies = torch.empty(n, dtype=torch.float64, device=W.device)
+    for s in range(0, n, chunk):
+        ys = states(D, s, min(n, s + chunk), device=W.device)
+        e = bm_energy(ys, W, b)
+        energies[s:s + len(ys)] = e
+        logits[s:s + len(ys)] = -beta * e
+    log_z = torch.logsumexp(logits, 0)
+    probs = torch.exp(logits - log_z)
+    mean = torch.zeros(D, dtype=torch.float64, device=W.device)
+    second = torch.zeros(D, D, dtype=torch.float64, device=W.device)
+    mag = torch.zeros((), dtype=torch.float64, device=W.device)
+    for s in range(0, n, chunk):
+        ys = states(D, s, min(n, s + chunk), device=W.device)
+        p = probs[s:s + len(ys)]
+        mean += p @ ys
+        second += (ys * p[:, None]).T @ ys
+        mag += p @ (ys.sum(1).abs() / max(D, 1))
+    return BMExact(log_z, probs, mean, second, probs @ energies, mag)
