@@ -18,11 +18,11 @@ from .ops.sde import (affine_noise_step, ddpm_step, euler_maruyama_step, langevi
                       langevin_step, langevin_step_, reverse_sde_step)
 from .ops.planar import planar_flow, planar_u_hat
 from .ops.coupling import affine_coupling
-from . import flows
-from . import score
 from .ops.rbm import rbm_ais, rbm_free_energy, rbm_gibbs, rbm_log_z_exact
-from . import boltzmann
 from .ops.bm import bm_exact, bm_gibbs
+from . import flows
+from . import boltzmann
+from . import score
 
 __version__ = "0.1.0"
 

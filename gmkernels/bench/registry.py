@@ -56,10 +56,9 @@ PROVIDER_RNG = {"eager": "torch", "compile": "torch", "gmkernels": "philox",
 
 # Modules that register cases; imported lazily by all_cases() so `--help` stays fast.
 CASE_MODULES = ("gmkernels.bench.cases_sde", "gmkernels.bench.cases_sde_steps",
-                "gmkernels.bench.cases_random", "gmkernels.bench.cases_planar")
-                "gmkernels.bench.cases_random", "gmkernels.bench.cases_coupling")
-                "gmkernels.bench.cases_random", "gmkernels.bench.cases_rbm")
-                "gmkernels.bench.cases_random", "gmkernels.bench.cases_bm")
+                "gmkernels.bench.cases_random", "gmkernels.bench.cases_planar",
+                "gmkernels.bench.cases_coupling", "gmkernels.bench.cases_rbm",
+                "gmkernels.bench.cases_bm")
 
 SUITES = ("quick", "full")
 

@@ -1,12 +1,8 @@
-"""Boltzmann machines on the fused Gibbs kernels: the restricted Boltzmann machine (RBM).
-(The fully connected BoltzmannMachine is added by the bm family.)"""
-
-from .rbm import RBM
-
-__all__ = ["RBM"]
-"""Boltzmann machines on the gmkernels ops: the fully connected ±1 machine
+"""Boltzmann machines on the fused Gibbs kernels (SPEC §2): the restricted Boltzmann machine
+(:class:`RBM`, on :func:`gmkernels.rbm_gibbs`) and the fully connected ±1 machine
 (:class:`BoltzmannMachine`, on :func:`gmkernels.bm_gibbs` and :func:`gmkernels.bm_exact`)."""
 
 from .bm import BoltzmannMachine
+from .rbm import RBM
 
-__all__ = ["BoltzmannMachine"]
+__all__ = ["BoltzmannMachine", "RBM"]

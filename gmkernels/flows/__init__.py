@@ -1,9 +1,6 @@
-"""Normalizing-flow models on top of the fused flow ops: :class:`PlanarFlow` (Rezende &
-Mohamed 2015)."""
+"""Normalizing-flow models on top of the fused flow ops (SPEC §1): :class:`PlanarFlow`
+(Rezende & Mohamed 2015) and :class:`RealNVP` (Dinh et al. 2017)."""
 from .planar import PlanarFlow
-
-__all__ = ["PlanarFlow"]
-"""Normalizing-flow models on top of the fused flow ops (SPEC §1)."""
 from .realnvp import RealNVP
 
-__all__ = ["RealNVP"]
+__all__ = ["PlanarFlow", "RealNVP"]

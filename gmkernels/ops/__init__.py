@@ -1,4 +1,2 @@
 """Public functional ops: argument checks, backend dispatch, fake kernels and autograd."""
-from . import planar, random, sde  # noqa: F401
-from . import coupling, random, sde  # noqa: F401
-from . import random, rbm, sde  # noqa: F401
+from . import bm, coupling, planar, random, rbm, sde  # noqa: F401
