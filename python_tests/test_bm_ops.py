@@ -48,7 +48,7 @@ def spins(B, D, dtype=torch.float64, seed=1):
 # of σ, i.e. with probability about 2^-24 per update in float32 (σ's ulp near 1 is 2^-24, the
 # spacing of u) and about 2^-53 in float64. These tests make ~10^4 decisions with fixed seeds.
 
-CASES = [(5, 8), (3, 13), (1, 1), (7, 4), (2, 21)]
+CASES = [(5, 8), (3, 13), (1, 1), (7, 4), (2, 17)]
 
 
 @pytest.mark.parametrize("B,D", CASES)
@@ -90,16 +90,17 @@ def test_triton_and_native_same_chains():
 
 
 def test_stream_contract(backend):
-    """Sweep s uses offset + s (2 + 3 sweeps = 5 sweeps), a chain alone with sample_offset=r is
+    """Sweep s uses offset + s (1 + 2 sweeps = 3 sweeps), a chain alone with sample_offset=r is
     row r of the batch, and zero sweeps return a copy."""
     W, b = couplings(6, seed=2)
     y0 = spins(6, 6)
-    for order in ("sequential", "random"):
-        full = gmkernels.bm_gibbs(y0, W, b, 5, order=order, seed=7, offset=10)
-        half = gmkernels.bm_gibbs(y0, W, b, 2, order=order, seed=7, offset=10)
-        rest = gmkernels.bm_gibbs(half, W, b, 3, order=order, seed=7, offset=12)
+    # (Triton: one order; each interpreted call costs seconds, and both orders share the code.)
+    for order in ("random",) if backend == "triton" else ("sequential", "random"):
+        full = gmkernels.bm_gibbs(y0, W, b, 3, order=order, seed=7, offset=10)
+        half = gmkernels.bm_gibbs(y0, W, b, 1, order=order, seed=7, offset=10)
+        rest = gmkernels.bm_gibbs(half, W, b, 2, order=order, seed=7, offset=11)
         assert torch.equal(full, rest)
-        one = gmkernels.bm_gibbs(y0[4:5], W, b, 5, order=order, seed=7, offset=10, sample_offset=4)
+        one = gmkernels.bm_gibbs(y0[4:5], W, b, 3, order=order, seed=7, offset=10, sample_offset=4)
         assert torch.equal(one, full[4:5])
     z = gmkernels.bm_gibbs(y0, W, b, 0, seed=1)
     assert torch.equal(z, y0) and z.data_ptr() != y0.data_ptr()
@@ -192,15 +193,15 @@ def test_stationary_distribution_matches_exact(order, beta):
 
 
 def test_triton_stationary_distribution():
-    """The same check on the Triton kernel (interpreter) at one setting, with N = 4000 chains and
-    20 sweeps (the interpreter is slow; the couplings mix in a few sweeps, and the reference and
-    native chains are tied to it bit for bit above)."""
-    D, N = 8, 4000
+    """The same check on the Triton kernel (interpreter) at one setting, with N = 3000 chains and
+    12 sweeps (the interpreter is slow; these weak couplings mix in a few sweeps, and the
+    reference and native chains are tied to it bit for bit above)."""
+    D, N = 8, 3000
     W, b = couplings(D, torch.float32, seed=42, scale=0.5)
     ex = gmkernels.bm_exact(W, b, 1.0)
     y0 = spins(N, D, torch.float32, seed=9)
     with gmkernels.use_backend("triton"):
-        y = gmkernels.bm_gibbs(y0, W, b, 20, order="random", seed=77)
+        y = gmkernels.bm_gibbs(y0, W, b, 12, order="random", seed=77)
     emp = torch.bincount(_state_index(y), minlength=1 << D).double() / N
     tv = 0.5 * (emp - ex.probs).abs().sum().item()
     bound = _tv_bound(ex.probs, N)
@@ -350,14 +351,14 @@ def test_torch_compile_fullgraph():
 
 def test_boltzmann_machine_fit_matches_data_moments():
     """Maximum likelihood for an exponential family matches the data's sufficient statistics:
-    the fitted model's exact ⟨y_i y_j⟩ and ⟨y_i⟩ must equal the data's. Data: N = 20000 exact
+    the fitted model's exact ⟨y_i y_j⟩ and ⟨y_i⟩ must equal the data's. Data: N = 5000 exact
     draws from a random D = 5 machine. The fit's residual error is the persistent chains' Monte
     Carlo noise in the last (small-step) updates: each model moment is estimated from 2000
     chains with SE <= 1/sqrt(2000) = 0.022 per step, and the decayed steps average it down,
     so 0.05 (over 2 per-step SEs) bounds the mismatch; the untrained machine (W = 0) misses the
     data correlations by over 0.25. Also, the MLE beats the true parameters on the training data,
     so the fitted log-likelihood must be at least the true one's minus a small slack."""
-    D, N = 5, 20000
+    D, N = 5, 5000
     Wt, bt = couplings(D, torch.float64, seed=21, scale=0.6)
     ex = gmkernels.bm_exact(Wt, bt)
     g = torch.Generator().manual_seed(0)

@@ -115,7 +115,9 @@ template <bool kAvx2>
 GMK_FORCEINLINE void row_words(const PhiloxStream& st, uint32_t row, int64_t G,
                                uint32_t* words) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if constexpr (kAvx2) {
+  // The AVX2 Philox makes 64 counters per call: worth it only for rows of 128+ elements; a
+  // short row (D = 16: 4 counters) takes the scalar loop instead of 16x the work.
+  if (kAvx2 && G >= cpu::kLanes / 2) {
     alignas(64) uint32_t lanes[4][cpu::kLanes];
     for (int64_t g0 = 0; g0 < G; g0 += cpu::kLanes) {
       cpu::philox_words_avx2(static_cast<uint32_t>(g0), 1u, row + st.row0, 0u, st, lanes);
