@@ -41,7 +41,10 @@ def _mask(kind: str, shape, gen):
 
 CASES = [((5, 3), "half"), ((7, 8), "alt_row"), ((0, 4), "half"), ((3, 0), "half"),
          ((4, 3, 5, 6), "checker"), ((4, 3, 5, 6), "channel"), ((6, 5), "per_sample"),
-         ((9,), "per_sample"), ((3, 20000), "half"), ((2, 7), "scalar0")]
+         ((9,), "per_sample"), ((3, 20000), "half"), ((2, 7), "scalar0"),
+         # CPU paths: short rows in tiles of 2048 // M rows (two tiles, the last one partial),
+         # with a shared and a per-sample mask; long rows of one chunk; rows of 2 chunks above
+         ((700, 3), "half"), ((700, 3), "per_sample"), ((5, 300), "alt_row")]
 
 
 def make(shape, dtype, seed=0, s_scale=2.0):

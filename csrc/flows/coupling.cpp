@@ -109,29 +109,89 @@ struct FwdArgs {
   acc_t c, inv_c, sign;
 };
 
+// One segment of a row: writes y, returns the sum of the log-scale contributions.
 template <typename V, typename scalar_t, typename acc_t>
-GMK_FORCEINLINE void fwd_items(const FwdArgs<scalar_t, acc_t>& a, int64_t i0, int64_t i1) {
-  for (int64_t it = i0; it < i1; ++it) {
-    const int64_t r = it / a.nchunks, k = it - r * a.nchunks;
-    const int64_t e0 = k * kChunk, n = std::min(kChunk, a.M - e0), off = r * a.M + e0;
+GMK_FORCEINLINE acc_t fwd_segment(const FwdArgs<scalar_t, acc_t>& a, int64_t r, int64_t e0,
+                                  int64_t n) {
+  const int64_t off = r * a.M + e0;
+  const scalar_t* x = a.x + off;
+  const scalar_t* s = a.s + off;
+  const scalar_t* t = a.t + off;
+  const int32_t* m = a.mask + r * a.mask_row_stride + e0;
+  scalar_t* y = a.y + off;
+  const acc_t c = a.c, ic = a.inv_c;
+  acc_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) {
+    acc_t contrib;
+    const acc_t yi = coupling_elem<V, acc_t>(static_cast<acc_t>(x[i]), static_cast<acc_t>(s[i]),
+                                             static_cast<acc_t>(t[i]), m[i] != 0, c, ic,
+                                             &contrib);
+    y[i] = static_cast<scalar_t>(yi);
+    sum += contrib;
+  }
+  return sum;
+}
+
+// Short rows (M <= kShortRow): a tile of whole rows is one flat vectorized loop that writes y
+// and parks each element's log-scale contribution in an L1 buffer; the row sums follow from
+// the buffer. Measured on (65536, 64) float32: the per-row loop set-up and reduction epilogue
+// of the plain row loop made it ~1.5x slower per element than long rows.
+constexpr int64_t kShortRow = 256;
+constexpr int64_t kTileElems = 2048;
+
+template <typename V, typename scalar_t, typename acc_t>
+GMK_FORCEINLINE void fwd_short_rows(const FwdArgs<scalar_t, acc_t>& a, int64_t r0, int64_t r1) {
+  const int64_t M = a.M;
+  const int64_t R = std::max<int64_t>(1, kTileElems / M);
+  alignas(64) acc_t lbuf[kTileElems];
+  alignas(64) int32_t mtile[kTileElems];
+  const bool shared_mask = a.mask_row_stride == 0;
+  if (shared_mask)  // the pattern repeated for R rows, so the tile is one flat loop
+    for (int64_t j = 0; j < R; ++j)
+      for (int64_t i = 0; i < M; ++i) mtile[j * M + i] = a.mask[i];
+  const acc_t c = a.c, ic = a.inv_c;
+  for (int64_t r = r0; r < r1; r += R) {
+    const int64_t rr = std::min(R, r1 - r), n = rr * M, off = r * M;
     const scalar_t* x = a.x + off;
     const scalar_t* s = a.s + off;
     const scalar_t* t = a.t + off;
-    const int32_t* m = a.mask + r * a.mask_row_stride + e0;
+    const int32_t* m = shared_mask ? mtile : a.mask + off;
     scalar_t* y = a.y + off;
-    const acc_t c = a.c, ic = a.inv_c;
-    acc_t sum = 0;
-#pragma omp simd reduction(+ : sum)
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       acc_t contrib;
-      const acc_t yi = coupling_elem<V, acc_t>(static_cast<acc_t>(x[i]), static_cast<acc_t>(s[i]),
+      const acc_t yi = coupling_elem<V, acc_t>(static_cast<acc_t>(x[i]),
+                                               static_cast<acc_t>(s[i]),
                                                static_cast<acc_t>(t[i]), m[i] != 0, c, ic,
                                                &contrib);
       y[i] = static_cast<scalar_t>(yi);
-      sum += contrib;
+      lbuf[i] = contrib;
     }
-    if (a.nchunks == 1) a.logdet[r] = static_cast<scalar_t>(a.sign * sum);
-    else a.partial[it] = sum;
+    for (int64_t j = 0; j < rr; ++j) {
+      const acc_t* l = lbuf + j * M;
+      acc_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < M; ++i) sum += l[i];
+      a.logdet[r + j] = static_cast<scalar_t>(a.sign * sum);
+    }
+  }
+}
+
+template <typename V, typename scalar_t, typename acc_t>
+GMK_FORCEINLINE void fwd_items(const FwdArgs<scalar_t, acc_t>& a, int64_t i0, int64_t i1) {
+  if (a.M <= kShortRow) return fwd_short_rows<V>(a, i0, i1);
+  if (a.nchunks == 1) {
+    // Whole rows: items are rows. No index division per item (a 64-bit idiv per row cost
+    // about a quarter of the time of a (65536, 64) call).
+    for (int64_t r = i0; r < i1; ++r)
+      a.logdet[r] = static_cast<scalar_t>(a.sign * fwd_segment<V>(a, r, 0, a.M));
+    return;
+  }
+  for (int64_t it = i0; it < i1; ++it) {
+    const int64_t r = it / a.nchunks, k = it - r * a.nchunks;
+    const int64_t e0 = k * kChunk;
+    a.partial[it] = fwd_segment<V>(a, r, e0, std::min(kChunk, a.M - e0));
   }
 }
 
@@ -148,7 +208,7 @@ struct BwdArgs {
 template <typename V, typename scalar_t, typename acc_t>
 GMK_FORCEINLINE void bwd_items(const BwdArgs<scalar_t, acc_t>& a, int64_t i0, int64_t i1) {
   for (int64_t it = i0; it < i1; ++it) {
-    const int64_t r = it / a.nchunks, k = it - r * a.nchunks;
+    const int64_t r = a.nchunks == 1 ? it : it / a.nchunks, k = it - r * a.nchunks;
     const int64_t e0 = k * kChunk, n = std::min(kChunk, a.M - e0), off = r * a.M + e0;
     const scalar_t* gy = a.gy + off;
     const scalar_t* x = a.x + off;

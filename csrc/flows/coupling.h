@@ -34,8 +34,11 @@ constexpr double kSigmoidEps = 1e-3;
 // e^x for float32, about 1 ulp (Cephes expf: Cody-Waite reduction by ln 2, degree-5
 // polynomial). The power of two is applied in two halves, so the result is right across the
 // whole float range: inf above 88.72, subnormals down to e^-103.3, 0 below, NaN for NaN.
-GMK_HD_INLINE float fast_expf(float x) {
-  x = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+GMK_HD_INLINE float fast_expf(float v) {
+  // Written as max / min (one vmaxps / vminps each); a NaN, which these turn into -104, is put
+  // back by the last line.
+  float x = v > -104.0f ? v : -104.0f;
+  x = x < 89.0f ? x : 89.0f;
   // n = round(x / ln 2): adding and subtracting 1.5 * 2^23 rounds to nearest (|x/ln2| < 2^22).
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693359375f;
@@ -51,8 +54,9 @@ GMK_HD_INLINE float fast_expf(float x) {
   const int ni = static_cast<int>(n);  // [-150, 128]
   const int n1 = ni / 2;
   const int n2 = ni - n1;              // both in [-75, 64]: normal powers of two
-  return y * u32_as_float(static_cast<uint32_t>(n1 + 127) << 23) *
-         u32_as_float(static_cast<uint32_t>(n2 + 127) << 23);
+  const float e = y * u32_as_float(static_cast<uint32_t>(n1 + 127) << 23) *
+                  u32_as_float(static_cast<uint32_t>(n2 + 127) << 23);
+  return v != v ? v : e;
 }
 
 // tanh for float32: an odd polynomial below |x| = 0.625 (Cephes tanhf), 1 - 2/(e^2|x| + 1)
@@ -140,8 +144,9 @@ GMK_HD_INLINE T coupling_scale(T s, T c, T inv_c, T* f, T* dl) {
 template <typename V, typename T>
 GMK_HD_INLINE T coupling_elem(T x, T s, T t, bool pass, T c, T inv_c, T* contrib) {
   T f;
-  // s of a pass element is never used: zeroing it keeps even the discarded lanes finite.
-  const T l = coupling_scale<V, T>(pass ? T(0) : s, c, inv_c, &f, static_cast<T*>(nullptr));
+  // Pass lanes compute a scale too (the loops are branch-free) and drop it in the selects
+  // below; an inf there (e^s of a huge s) is discarded, never multiplied by 0.
+  const T l = coupling_scale<V, T>(s, c, inv_c, &f, static_cast<T*>(nullptr));
   const T y = V::inverse ? (x - t) * f : x * f + t;
   *contrib = pass ? T(0) : l;
   return pass ? x : y;
@@ -155,7 +160,7 @@ template <typename V, typename T>
 GMK_HD_INLINE void coupling_elem_backward(T gy, T gld, T x, T s, T t, bool pass, T c, T inv_c,
                                           T* gx, T* gs, T* gt) {
   T f, dl;
-  coupling_scale<V, T>(pass ? T(0) : s, c, inv_c, &f, &dl);
+  coupling_scale<V, T>(s, c, inv_c, &f, &dl);
   const T gyf = gy * f;
   T gl;
   if (V::inverse) {

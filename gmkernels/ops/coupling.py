@@ -153,15 +153,12 @@ def affine_coupling(x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, mask, *,
 
 
 def mask_pattern(mask: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """The kernels' view of a mask (as coupling.cpp's coupling_prepare builds it): a contiguous
+    """The Triton kernels' view of a mask (the layout coupling.cpp's coupling_prepare builds): a
     bool pattern of M = numel/B elements shared by every row (returned stride 0), or, for a
     mask that varies over the batch, B*M elements (stride M)."""
-    rows = x.shape[0]
-    M = math.prod(x.shape[1:])
     if mask.dim() == x.dim() and mask.shape[0] != 1:
-        return mask.expand(x.shape).ne(0).contiguous(), M
+        return mask.expand(x.shape).ne(0).contiguous(), math.prod(x.shape[1:])
     m = mask.squeeze(0) if mask.dim() == x.dim() else mask
-    del rows
     return m.expand(x.shape[1:]).ne(0).contiguous(), 0
 
 
