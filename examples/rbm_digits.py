@@ -39,11 +39,11 @@ def digits(seed: int):
     return x[perm[:n_train]], x[perm[n_train:]]
 
 
-def grid(imgs: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
-    """(n, 8, 8) images -> one (rows * 9 + 1, nrow * 9 + 1) picture."""
+def grid(imgs: torch.Tensor, nrow: int, pad: int = 1, fill: float = 1.0) -> torch.Tensor:
+    """(n, 8, 8) images -> one (rows * 9 + 1, nrow * 9 + 1) picture, gaps of value ``fill``."""
     n, h, w = imgs.shape
     rows = math.ceil(n / nrow)
-    out = torch.ones(rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    out = torch.full((rows * (h + pad) + pad, nrow * (w + pad) + pad), fill)
     for i in range(n):
         r, c = divmod(i, nrow)
         out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = imgs[i]
@@ -109,7 +109,7 @@ def main():
     W = (W - W.amin(dim=(1, 2), keepdim=True)) / (W.amax(dim=(1, 2), keepdim=True)
                                                   - W.amin(dim=(1, 2), keepdim=True) + 1e-12)
     fig, ax = plt.subplots(figsize=(6, 6 * math.ceil(args.hidden / 10) / 10 + 0.6))
-    ax.imshow(grid(W, 10), cmap="RdBu_r", vmin=0, vmax=1)
+    ax.imshow(grid(W, 10, fill=0.5), cmap="RdBu_r", vmin=0, vmax=1)
     ax.set_title(f"learned filters (columns of W, {args.hidden} hidden units)")
     ax.axis("off")
     fig.savefig(args.out + "_filters.png", dpi=120, bbox_inches="tight")
