@@ -14,6 +14,9 @@
 // when the spin flips a field update h += 2 y_new W[i, :] over D contiguous values (the loop the
 // compiler vectorizes; a sweep costs O(D * flips)). The loops are compiled for AVX-512, AVX2 and
 // baseline x86-64 and chosen by cpuid (gmk/cpu_stream.h), like the Philox driver.
+// float32 in sequential order on AVX2 machines takes bm_tile8_avx2 instead: 8 chains in lockstep
+// with an exp-free banded decision and fused field updates, bit-identical to the loop above
+// (bm_avx2.h explains why; benchmarks/NOTES.md has the numbers).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
