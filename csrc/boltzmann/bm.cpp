@@ -14,19 +14,49 @@
 // when the spin flips a field update h += 2 y_new W[i, :] over D contiguous values (the loop the
 // compiler vectorizes; a sweep costs O(D * flips)). The loops are compiled for AVX-512, AVX2 and
 // baseline x86-64 and chosen by cpuid (gmk/cpu_stream.h), like the Philox driver.
+// float32 in sequential order on AVX2 machines takes bm_tile8_avx2 instead: 8 chains in lockstep
+// with an exp-free banded decision and fused field updates, bit-identical to the loop above
+// (bm_avx2.h explains why; benchmarks/NOTES.md has the numbers).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "gmk/checks.h"
 #include "gmk/cpu_stream.h"
 #include "bm.h"
+#include "bm_avx2.h"
 #include "bm_ops.h"
 
 namespace gmk {
+
+namespace {
+// Value checks of contiguous tensors: one pass over the data on the CPU (the tensor-op forms
+// below cost ~1 ms per call at (1024, 256), as much as a sweep), tensor ops elsewhere.
+bool all_finite(const at::Tensor& t) {
+  if (!t.is_cpu()) return at::isfinite(t).all().item<bool>();
+  return AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "bm_all_finite", [&] {
+    const scalar_t* v = t.data_ptr<scalar_t>();
+    bool ok = true;
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) ok &= (v[i] - v[i] == scalar_t(0));
+    return ok;
+  });
+}
+bool all_spins(const at::Tensor& t) {
+  if (!t.is_cpu()) return !at::logical_and(t != 1, t != -1).any().item<bool>();
+  return AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "bm_all_spins", [&] {
+    const scalar_t* v = t.data_ptr<scalar_t>();
+    bool ok = true;
+    for (int64_t i = 0, n = t.numel(); i < n; ++i)
+      ok &= (v[i] == scalar_t(1)) | (v[i] == scalar_t(-1));
+    return ok;
+  });
+}
+}  // namespace
 
 BmPrep bm_prepare(const char* op, const at::Tensor& y, const at::Tensor& W, const at::Tensor& b,
                   int64_t n_sweeps, const c10::optional<at::Tensor>& beta_t, double beta,
@@ -61,8 +91,11 @@ BmPrep bm_prepare(const char* op, const at::Tensor& y, const at::Tensor& W, cons
   // Value checks. Exact symmetry: the kernel reads row i of W for both the initial fields
   // (through y W) and the updates, which only agree when W equals its transpose exactly; build
   // W as (A + A^T) / 2 to symmetrize (that is exact in floating point).
+  p.W = W.contiguous();
+  p.y = at::empty({B, D}, y.options());
+  p.y.copy_(y);
   if (D > 0) {
-    TORCH_CHECK(at::isfinite(W).all().item<bool>(), op, ": W must be finite");
+    TORCH_CHECK(all_finite(p.W), op, ": W must be finite");
     TORCH_CHECK(at::equal(W, W.t()), op,
                 ": W must be symmetric (W == W.T exactly; symmetrize with (W + W.T) / 2), max "
                 "|W - W.T| = ", (W - W.t()).abs().max().item<double>());
@@ -70,15 +103,9 @@ BmPrep bm_prepare(const char* op, const at::Tensor& y, const at::Tensor& W, cons
                 ": W must have a zero diagonal, max |diag(W)| = ",
                 W.diagonal().abs().max().item<double>());
     TORCH_CHECK(at::isfinite(b).all().item<bool>(), op, ": b must be finite");
-    if (B > 0) {
-      TORCH_CHECK(!at::logical_and(y != 1, y != -1).any().item<bool>(), op,
-                  ": y must hold spins in {-1, +1} only");
-    }
+    if (B > 0) TORCH_CHECK(all_spins(p.y), op, ": y must hold spins in {-1, +1} only");
   }
   p.st = checked_stream(op, y.sizes(), seed, offset, sample_offset);
-  p.y = at::empty({B, D}, y.options());
-  p.y.copy_(y);
-  p.W = W.contiguous();
   p.h = at::addmm(b, p.y, p.W).contiguous();
   p.beta = beta;
   p.B = B;
@@ -185,6 +212,105 @@ GMK_TARGET_AVX2 __attribute__((noinline)) void bm_chains_avx2(const BmCpu<acc_t>
 }
 #endif
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// float32, sequential order: 8 chains [c0, c0 + 8) in lockstep, sites in blocks of 8. Per block
+// the 8x8 fields, spins and words are loaded and transposed (lane = chain); the 8 decisions run
+// on vectors with the exp-free band test of bm_avx2.h (bit-identical to bm_new_spin), and each
+// decision's flips move the block's later fields in registers (f += 2 y_new W[i, i'], the same
+// single rounding as the full update). The latency chain per site is then a multiply, a compare
+// and an FMA; the full-row field updates of the block's flips (memory, in site order per chain)
+// come after the block and overlap with the next block's decisions. Sites D & ~7 .. D-1 of each
+// sweep run the scalar loop per chain.
+GMK_BM_AVX2 __attribute__((noinline)) void bm_tile8_avx2(const BmCpu<float>& a, int64_t c0,
+                                                         uint32_t* wbuf) {
+  using namespace bm_avx2;
+  const int64_t D = a.D, D8 = D & ~int64_t{7};
+  const int64_t G = (D + 3) / 4, ld = 4 * G;
+  float* __restrict y = a.y + c0 * D;
+  float* __restrict h = a.h + c0 * D;
+  const float* __restrict W = a.W;
+  alignas(32) float betas[8];
+  for (int c = 0; c < 8; ++c) betas[c] = a.beta_t ? a.beta_t[c0 + c] : a.beta;
+  const __m256 vb = _mm256_load_ps(betas);
+  for (int64_t s = 0; s < a.n_sweeps; ++s) {
+    const PhiloxStream st = bm_sweep_stream(a.st, static_cast<uint64_t>(s));
+    for (int c = 0; c < 8; ++c) row_words<true>(st, static_cast<uint32_t>(c0 + c), G, wbuf + c * ld);
+    for (int64_t i0 = 0; i0 < D8; i0 += 8) {
+      __m256 f[8], yv[8], wv[8];
+      for (int c = 0; c < 8; ++c) {
+        f[c] = _mm256_loadu_ps(h + c * D + i0);
+        yv[c] = _mm256_loadu_ps(y + c * D + i0);
+        wv[c] = _mm256_loadu_ps(reinterpret_cast<const float*>(wbuf + c * ld + i0));
+      }
+      transpose8(f);
+      transpose8(yv);
+      transpose8(wv);
+      __m256 z[8], dz[8];
+      for (int k = 0; k < 8; ++k) band8(_mm256_castps_si256(wv[k]), &z[k], &dz[k]);
+      unsigned masks[8];
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const __m256 t = _mm256_mul_ps(vb, f[k]);
+        int band;
+        __m256 up = decide8(_mm256_add_ps(t, t), z[k], dz[k], &band);
+        if (__builtin_expect(band != 0, 0)) {
+          alignas(32) float fs[8], ups[8];
+          alignas(32) uint32_t ws[8];
+          _mm256_store_ps(fs, f[k]);
+          _mm256_store_ps(ups, up);
+          _mm256_store_ps(reinterpret_cast<float*>(ws), wv[k]);
+          for (int c = 0; c < 8; ++c) {
+            if (band >> c & 1) {
+              const bool u = bm_new_spin<float>(ws[c], fs[c], betas[c]) > 0.0f;
+              uint32_t bits = u ? 0xFFFFFFFFu : 0u;
+              __builtin_memcpy(&ups[c], &bits, 4);
+            }
+          }
+          up = _mm256_load_ps(ups);
+        }
+        // flip where the new sign differs from the old; delta = 2 y_new = -2 y_old there, else 0
+        const __m256 yp = _mm256_cmp_ps(yv[k], _mm256_setzero_ps(), _CMP_GT_OQ);
+        const __m256 flip = _mm256_xor_ps(up, yp);
+        const __m256 delta = _mm256_and_ps(flip, _mm256_mul_ps(yv[k], _mm256_set1_ps(-2.0f)));
+        const float* wr = W + (i0 + k) * D + i0;
+#pragma GCC unroll 8
+        for (int k2 = k + 1; k2 < 8; ++k2)
+          f[k2] = _mm256_fmadd_ps(delta, _mm256_broadcast_ss(wr + k2), f[k2]);
+        masks[k] = static_cast<unsigned>(_mm256_movemask_ps(flip));
+      }
+      // Each chain's flips of the block, in site order, fused into one pass over its fields.
+      const float* rows[8][8];
+      float svals[8][8];
+      int nf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int k = 0; k < 8; ++k) {
+        const int64_t i = i0 + k;
+        for (unsigned m = masks[k]; m; m &= m - 1) {
+          const int c = __builtin_ctz(m);
+          const float yn = -y[c * D + i];
+          y[c * D + i] = yn;
+          rows[c][nf[c]] = W + i * D;
+          svals[c][nf[c]++] = 2.0f * yn;
+        }
+      }
+      for (int c = 0; c < 8; ++c)
+        if (nf[c]) field_update_rows(h + c * D, rows[c], svals[c], nf[c], D);
+    }
+    for (int c = 0; c < 8 && D8 < D; ++c) {
+      float* yc = y + c * D;
+      float* hc = h + c * D;
+      const uint32_t* wd = wbuf + c * ld;
+      for (int64_t i = D8; i < D; ++i) {
+        const float yn = bm_new_spin<float>(wd[i], hc[i], betas[c]);
+        if (yn != yc[i]) {
+          yc[i] = yn;
+          field_update(hc, W + i * D, 2.0f * yn, D);
+        }
+      }
+    }
+  }
+}
+#endif
+
 template <typename acc_t>
 __attribute__((noinline)) void bm_chains_baseline(const BmCpu<acc_t>& a, int64_t c0,
                                                   int64_t c1) {
@@ -203,6 +329,24 @@ void bm_cpu_run(const BmPrep& p) {
                  p.order,
                  p.st};
   const cpu::Isa isa = cpu::detect_isa();
+#if defined(__x86_64__) && defined(__GNUC__)
+  if constexpr (std::is_same<acc_t, float>::value) {
+    if (isa != cpu::Isa::kBaseline && p.order == kBmSequential && p.D >= 8) {
+      // Tiles of 8 chains (the last B % 8 chains: the per-chain loop).
+      const int64_t G = (p.D + 3) / 4;
+      at::parallel_for(0, (p.B + 7) / 8, 1, [&](int64_t t0, int64_t t1) {
+        std::vector<uint32_t> wbuf(static_cast<size_t>(8 * 4 * G));
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t c0 = 8 * t, c1 = std::min(p.B, c0 + 8);
+          if (c1 - c0 == 8) bm_tile8_avx2(a, c0, wbuf.data());
+          else if (isa == cpu::Isa::kAvx512) bm_chains_avx512<acc_t>(a, c0, c1);
+          else bm_chains_avx2<acc_t>(a, c0, c1);
+        }
+      });
+      return;
+    }
+  }
+#endif
   // One chain is n_sweeps * D site updates: always worth a task of its own.
   at::parallel_for(0, p.B, 1, [&](int64_t c0, int64_t c1) {
 #if defined(__x86_64__) && defined(__GNUC__)
