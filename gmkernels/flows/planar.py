@@ -91,6 +91,9 @@ class PlanarFlow(nn.Module):
     def _like(self, params):
         if params is not None:
             return params.dtype, params.device
+        if self.amortized:
+            raise ValueError("PlanarFlow(amortized=True): pass the per-sample params "
+                             f"(B, {self.n_params})")
         return self.u.dtype, self.u.device
 
     def base_log_prob(self, z: torch.Tensor) -> torch.Tensor:
