@@ -445,9 +445,12 @@ GMK_TARGET_AVX2 void backward_tiles_avx2(int64_t t0, int64_t t1, const Tile<T, k
 
 int64_t num_tiles(int64_t B) { return (B + kTile - 1) / kTile; }
 
-// Grain: about 64K multiply-adds of layer work per task (a parallel region costs microseconds).
+// Grain: about 2^20 units of layer work (row x layer x (D + 8), ~0.1-0.3 ms) per task. Small
+// batches stay on one thread: on the loaded 2-core machine a parallel region around a
+// ~0.1 ms call measured up to 20 ms (a descheduled OpenMP thread stalls the barrier), which
+// made a B = 512 training step of the example 30x slower.
 int64_t tile_grain(int64_t K, int64_t D) {
-  return std::max<int64_t>(1, (int64_t{1} << 16) / (kTile * std::max<int64_t>(K, 1) *
+  return std::max<int64_t>(1, (int64_t{1} << 20) / (kTile * std::max<int64_t>(K, 1) *
                                                     (std::max<int64_t>(D, 1) + 8)));
 }
 
@@ -506,8 +509,12 @@ void backward_run(const PlanarPrep& p, at::Tensor& gz, at::Tensor& gu, at::Tenso
   const T* gl = p.gl.defined() ? p.gl.data_ptr<T>() : nullptr;
   const int64_t B = p.B, K = p.K, D = p.D;
   const int64_t tiles = num_tiles(B);
-  // Shared parameters: fixed chunks of tiles, each with its own accumulator row.
-  const int64_t chunks = kPS ? 1 : std::min<int64_t>(tiles, 64);
+  // Shared parameters: fixed chunks of tiles, each with its own accumulator row; about one
+  // task's worth of work (tile_grain) per chunk, so a small batch is one chunk run inline (a
+  // parallel region for a few microseconds of work measured 20 ms on the loaded 2-core
+  // machine: a descheduled OpenMP thread stalls the barrier), at most 64 chunks.
+  const int64_t chunks =
+      kPS ? 1 : std::max<int64_t>(1, std::min<int64_t>(tiles / tile_grain(K, D), 64));
   const int64_t per_chunk = (tiles + chunks - 1) / chunks;
   const int64_t width = 2 * K * D + K;
   at::Tensor partial = kPS ? at::Tensor() : at::zeros({chunks, width}, p.z.options());
@@ -532,7 +539,11 @@ void backward_run(const PlanarPrep& p, at::Tensor& gz, at::Tensor& gu, at::Tenso
     return;
   }
   T* part = partial.data_ptr<T>();
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+  // at::parallel_for(0, 1, 1) still opens a parallel region (it runs inline only below the
+  // grain): call one chunk directly.
+  if (chunks == 1) {
+    run(0, tiles, SharedAcc<T>{part, part + K * D, part + 2 * K * D});
+  } else at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       T* row = part + c * width;
       const int64_t t0 = c * per_chunk, t1 = std::min<int64_t>(tiles, t0 + per_chunk);

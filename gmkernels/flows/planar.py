@@ -91,6 +91,9 @@ class PlanarFlow(nn.Module):
     def _like(self, params):
         if params is not None:
             return params.dtype, params.device
+        if self.amortized:
+            raise ValueError("PlanarFlow(amortized=True): pass the per-sample params "
+                             f"(B, {self.n_params})")
         return self.u.dtype, self.u.device
 
     def base_log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -151,10 +154,11 @@ class PlanarFlow(nn.Module):
             y = y - (uk if ps else uk.expand_as(y)) * torch.tanh(alpha + bk).unsqueeze(-1)
         return y.to(x.dtype)
 
-    def log_prob(self, x: torch.Tensor, params: torch.Tensor | None = None) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor | None = None, *,
+                 iters: int = 100) -> torch.Tensor:
         """log q(x), (B,), for any x: z = inverse(x) (numerical, no gradient through the
         inversion), then log N(z) - logdet(z), differentiable in the flow's parameters. For
         samples the flow just drew, :meth:`sample_with_log_prob` is exact and cheaper."""
-        z = self.inverse(x, params)
+        z = self.inverse(x, params, iters=iters)
         _, logdet = self(z, params)
         return self.base_log_prob(z) - logdet
