@@ -20,26 +20,12 @@
 
 namespace gmk {
 
-// exp for float32 without libm, so that the CPU loop vectorizes (glibc's expf is a scalar
-// call without -ffast-math) and CPU and CUDA compute the same floats. Cephes-style: x = n ln2 +
-// r, |r| <= ln2/2, exp(r) by a degree-6 polynomial (about 1 ulp), times 2^n built from bits.
-// Arguments are clamped to [-87, 87] (n in [-126, 126], a normal 2^n): outside, exp(-z) only
-// moves a sigmoid by less than 1e-37.
+// exp for float32 without libm, so that the CPU loop vectorizes and CPU and CUDA compute the
+// same floats: gmk::fast_expf (gmk/fastmath.h, about 1 ulp) with the argument clamped to
+// [-87, 87]; outside, exp(-z) only moves a sigmoid by less than 1e-37, and the Triton kernel
+// applies the same clamp.
 GMK_HD_INLINE float rbm_expf(float x) {
-  x = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
-  const float fn = floorf(x * 1.44269504088896341f + 0.5f);
-  float r = x - fn * 0.693359375f;
-  r = r - fn * -2.12194440e-4f;
-  const float z = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * z + r + 1.0f;
-  const int n = static_cast<int>(fn);
-  return y * u32_as_float(static_cast<uint32_t>(n + 127) << 23);
+  return fast_expf(x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x));
 }
 
 GMK_HD_INLINE float rbm_exp(float x) { return rbm_expf(x); }

@@ -86,4 +86,34 @@ GMK_HD_INLINE void fast_sincosf(float x, float* s_out, float* c_out) {
   *c_out = ((q + 1) & 2) ? -c_abs : c_abs;
 }
 
+// Vectorizable by GCC on the host (glibc's expf is a scalar call it does not vectorize without
+// -ffast-math); shared by the coupling and RBM kernels.
+// e^x for float32, about 1 ulp (Cephes expf: Cody-Waite reduction by ln 2, degree-5
+// polynomial). The power of two is applied in two halves, so the result is right across the
+// whole float range: inf above 88.72, subnormals down to e^-103.3, 0 below, NaN for NaN.
+GMK_HD_INLINE float fast_expf(float v) {
+  // Written as max / min (one vmaxps / vminps each); a NaN, which these turn into -104, is put
+  // back by the last line.
+  float x = v > -104.0f ? v : -104.0f;
+  x = x < 89.0f ? x : 89.0f;
+  // n = round(x / ln 2): adding and subtracting 1.5 * 2^23 rounds to nearest (|x/ln2| < 2^22).
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  const float z = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * z + r + 1.0f;
+  const int ni = static_cast<int>(n);  // [-150, 128]
+  const int n1 = ni / 2;
+  const int n2 = ni - n1;              // both in [-75, 64]: normal powers of two
+  const float e = y * u32_as_float(static_cast<uint32_t>(n1 + 127) << 23) *
+                  u32_as_float(static_cast<uint32_t>(n2 + 127) << 23);
+  return v != v ? v : e;
+}
+
 }  // namespace gmk
