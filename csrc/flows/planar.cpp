@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "gmk/checks.h"
@@ -226,10 +227,148 @@ struct Scratch {
   }
 };
 
+// float32, shared parameters: the forward of one tile with the preactivations held in
+// registers (GCC vector extensions, 8 floats: one AVX2 register, two SSE ones on the baseline
+// build). The update of layer k and the preactivation of layer k+1 share one pass over z:
+// z_d += û_k[d] h;  a += w_{k+1}[d] z_d, with two accumulators per 8 rows (even / odd d) so
+// the FMA chains overlap. The per-row scalars (tanh, running |psi| product) run as before in a
+// vectorized loop over the tile's 32 rows.
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v8f_u __attribute__((vector_size(32), aligned(4)));
+
+GMK_FORCEINLINE v8f ld8(const float* p) { return *reinterpret_cast<const v8f_u*>(p); }
+GMK_FORCEINLINE void st8(float* p, v8f v) { *reinterpret_cast<v8f_u*>(p) = v; }
+GMK_FORCEINLINE v8f bc8(float x) { return v8f{} + x; }  // scalar operands broadcast
+
+GMK_FORCEINLINE void forward_tile_f32_shared(const Tile<float, false>& t, const float* z,
+                                             const float* uw_shared, float* out,
+                                             float* logdet, Scratch<float>& s) {
+  static_assert(kTile == 32, "four 8-float vectors per tile");
+  load_tile(t, z, s.z);
+  const int64_t K = t.K, D = t.D;
+  float* zt = s.z;
+  float* a = s.a;
+  float m[kTile];
+  int32_t ex[kTile], zr[kTile];
+#pragma omp simd
+  for (int64_t i = 0; i < kTile; ++i) {
+    m[i] = 1.0f;
+    ex[i] = 0;
+    zr[i] = 0;
+  }
+  // a = b_0 + w_0·z
+  v8f a0, a1, a2, a3, c0, c1, c2, c3;
+  {
+    const float* w0 = t.w;
+    a0 = a1 = a2 = a3 = bc8(t.b[0]);
+    c0 = c1 = c2 = c3 = bc8(0.0f);
+    int64_t d = 0;
+    for (; d + 1 < D; d += 2) {
+      const float* zd = zt + d * kTile;
+      const float wa = w0[d], wb = w0[d + 1];
+      a0 += wa * ld8(zd); a1 += wa * ld8(zd + 8); a2 += wa * ld8(zd + 16); a3 += wa * ld8(zd + 24);
+      zd += kTile;
+      c0 += wb * ld8(zd); c1 += wb * ld8(zd + 8); c2 += wb * ld8(zd + 16); c3 += wb * ld8(zd + 24);
+    }
+    if (d < D) {
+      const float* zd = zt + d * kTile;
+      const float wa = w0[d];
+      a0 += wa * ld8(zd); a1 += wa * ld8(zd + 8); a2 += wa * ld8(zd + 16); a3 += wa * ld8(zd + 24);
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    st8(a, a0 + c0); st8(a + 8, a1 + c1); st8(a + 16, a2 + c2); st8(a + 24, a3 + c3);
+    const float uwk = uw_shared[k];
+#pragma omp simd
+    for (int64_t i = 0; i < kTile; ++i) {
+      float h, sh;
+      planar::act(a[i], &h, &sh);
+      planar::prod_step(h, sh, uwk, &m[i], &ex[i], &zr[i]);
+      a[i] = h;
+    }
+    const v8f h0 = ld8(a), h1 = ld8(a + 8), h2 = ld8(a + 16), h3 = ld8(a + 24);
+    const float* uk = t.u + k * D;
+    if (k + 1 < K) {
+      const float* wn = t.w + (k + 1) * D;
+      a0 = a1 = a2 = a3 = bc8(t.b[k + 1]);
+      c0 = c1 = c2 = c3 = bc8(0.0f);
+      int64_t d = 0;
+      for (; d + 1 < D; d += 2) {
+        float* zd = zt + d * kTile;
+        const float ua = uk[d], wa = wn[d];
+        v8f z0 = ld8(zd) + ua * h0, z1 = ld8(zd + 8) + ua * h1, z2 = ld8(zd + 16) + ua * h2,
+            z3 = ld8(zd + 24) + ua * h3;
+        st8(zd, z0); st8(zd + 8, z1); st8(zd + 16, z2); st8(zd + 24, z3);
+        a0 += wa * z0; a1 += wa * z1; a2 += wa * z2; a3 += wa * z3;
+        zd += kTile;
+        const float ub = uk[d + 1], wb = wn[d + 1];
+        z0 = ld8(zd) + ub * h0; z1 = ld8(zd + 8) + ub * h1; z2 = ld8(zd + 16) + ub * h2;
+        z3 = ld8(zd + 24) + ub * h3;
+        st8(zd, z0); st8(zd + 8, z1); st8(zd + 16, z2); st8(zd + 24, z3);
+        c0 += wb * z0; c1 += wb * z1; c2 += wb * z2; c3 += wb * z3;
+      }
+      if (d < D) {
+        float* zd = zt + d * kTile;
+        const float ua = uk[d], wa = wn[d];
+        const v8f z0 = ld8(zd) + ua * h0, z1 = ld8(zd + 8) + ua * h1,
+                  z2 = ld8(zd + 16) + ua * h2, z3 = ld8(zd + 24) + ua * h3;
+        st8(zd, z0); st8(zd + 8, z1); st8(zd + 16, z2); st8(zd + 24, z3);
+        a0 += wa * z0; a1 += wa * z1; a2 += wa * z2; a3 += wa * z3;
+      }
+    } else {
+      for (int64_t d = 0; d < D; ++d) {
+        float* zd = zt + d * kTile;
+        const float ua = uk[d];
+        st8(zd, ld8(zd) + ua * h0); st8(zd + 8, ld8(zd + 8) + ua * h1);
+        st8(zd + 16, ld8(zd + 16) + ua * h2); st8(zd + 24, ld8(zd + 24) + ua * h3);
+      }
+    }
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < kTile; ++i) s.ld[i] = planar::log_prod(m[i], ex[i], zr[i]);
+  store_tile(t, s.z, out);
+  for (int64_t i = 0; i < t.nr; ++i) logdet[t.r0 + i] = s.ld[i];
+}
+
 template <typename T, bool kPS>
 GMK_FORCEINLINE void forward_tile(const Tile<T, kPS>& t, const T* z, const T* uw_shared, T* out,
                                   T* logdet, Scratch<T>& s) {
+  if constexpr (std::is_same<T, float>::value && !kPS) {
+    if (t.K > 0) return forward_tile_f32_shared(t, z, uw_shared, out, logdet, s);
+  }
   load_tile(t, z, s.z);
+  if constexpr (std::is_same<T, float>::value) {
+    // float32: |psi| multiplied into a running mantissa / exponent product, one log per row
+    // at the end (planar.h prod_step / log_prod) instead of one per layer.
+    float m[kTile];
+    int32_t ex[kTile], zr[kTile];
+#pragma omp simd
+    for (int64_t i = 0; i < kTile; ++i) {
+      m[i] = 1.0f;
+      ex[i] = 0;
+      zr[i] = 0;
+    }
+    for (int64_t k = 0; k < t.K; ++k) {
+      preact(t, k, s.z, s.a, s.uw);
+      const int64_t n = kPS ? t.nr : kTile;
+      const float uwk = kPS ? 0.0f : uw_shared[k];
+      const float* uwv = s.uw;
+      float* a = s.a;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        float h, sh;
+        planar::act(a[i], &h, &sh);
+        planar::prod_step(h, sh, kPS ? uwv[i] : uwk, &m[i], &ex[i], &zr[i]);
+        a[i] = h;
+      }
+      update(t, k, s.z, s.a);
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < kTile; ++i) s.ld[i] = planar::log_prod(m[i], ex[i], zr[i]);
+    store_tile(t, s.z, out);
+    for (int64_t i = 0; i < t.nr; ++i) logdet[t.r0 + i] = s.ld[i];
+    return;
+  }
 #pragma omp simd
   for (int64_t i = 0; i < kTile; ++i) s.ld[i] = T(0);
   for (int64_t k = 0; k < t.K; ++k) {

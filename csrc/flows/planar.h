@@ -112,9 +112,10 @@ GMK_HD_INLINE void act(T a, T* h, T* s) {
   T e, em;
   exp_parts(x, &e, &em);
   const T d = T(2) + em;  // = 1 + e, in [1, 2]
-  const T th = -em / d;
+  const T r = T(1) / d;   // one division for both outputs
+  const T th = -em * r;
   *h = a < T(0) ? -th : th;
-  *s = T(4) * e / (d * d);
+  *s = (T(4) * e) * (r * r);
 }
 
 // Natural log of a finite x > 0 in the normal range: x = 2^k m with m in [sqrt(1/2), sqrt(2)),
@@ -199,6 +200,30 @@ GMK_HD_INLINE T layer_log_psi(T h, T s, T uw) {
   ab = ab < Tiny<T>::v ? Tiny<T>::v : ab;
   const T r = log_pos(ab) + corr;
   return zero ? -std::numeric_limits<T>::infinity() : r;
+}
+
+// Running product of |psi| over the layers in mantissa / exponent form, float32: m in [1, 2)
+// and an integer exponent e, the product being m 2^e. One layer multiplies m by |psi| (clamped
+// to [smallest normal, 2^126] so m |psi| stays a normal float) and moves the exponent bits of
+// the result into e: a few integer ops instead of a log per layer. log_prod (one log per row)
+// returns log(m) + e ln 2; zero marks a psi of exactly 0 (only for û·w <= -1, outside the op's
+// contract), where the result is -inf as with the per-layer log.
+GMK_HD_INLINE void prod_step(float h, float s, float uw, float* m, int32_t* e, int32_t* zero) {
+  const float y = s * uw;
+  const float base = uw >= 0.0f ? 1.0f + y : (1.0f + uw) - h * h * uw;  // layer_psi
+  float ab = base < 0.0f ? -base : base;
+  *zero = ab == 0.0f ? 1 : *zero;
+  ab = ab < Tiny<float>::v ? Tiny<float>::v : ab;
+  ab = ab > 8.50705917e37f ? 8.50705917e37f : ab;  // 2^126
+  const uint32_t bits = float_as_u32(*m * ab);
+  *e += static_cast<int32_t>(bits >> 23) - 127;
+  *m = u32_as_float((bits & 0x007FFFFFu) | 0x3F800000u);
+}
+
+GMK_HD_INLINE float log_prod(float m, int32_t e, int32_t zero) {
+  const float fe = static_cast<float>(e);
+  const float r = fe * 0.693359375f + (log_pos(m) - fe * 2.12194440e-4f);
+  return zero ? -std::numeric_limits<float>::infinity() : r;
 }
 
 // Backward of one layer for one row, given
