@@ -25,7 +25,7 @@ eager/compile draw noise from torch's RNG, gmkernels from Philox: different stre
 distribution. A provider that fails is reported as error[n] in its table; the run goes on.
 
 examples:
-  python -m gmkernels.bench                          # quick suite (< 3 min on 2 cores)
+  python -m gmkernels.bench                          # quick suite (about 4 min on 2 cores)
   python -m gmkernels.bench --filter langevin --no-compile
   python -m gmkernels.bench --full --threads 1 --out bench_out/full_t1
   python -m gmkernels.bench --list --full            # the case ids --filter matches
@@ -41,8 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     suite = p.add_mutually_exclusive_group()
     suite.add_argument("--quick", dest="suite", action="store_const", const="quick",
-                       help="the default: N = 2^22 float32 Langevin steps (rows of 4096 and "
-                            "1-D), a (1024, 2) step, normal fills of 2^22")
+                       help="the default: each op at its issue's target size, float32 (Langevin and "
+                            "SDE steps and normal fills of 2^22, planar K=32 D=16 B=65536, "
+                            "coupling (65536, 64) and images, RBM 784x500 k=10, BM D=256); "
+                            "about 4 min on 2 cores")
     suite.add_argument("--full", dest="suite", action="store_const", const="full",
                        help="sizes 2^16 .. 2^24, float32 and float64, both row layouts "
                             "(several minutes)")
@@ -124,8 +126,9 @@ def main(argv=None) -> int:
     records = runner.run(cases, providers=providers, device=args.device, repeat=args.repeat,
                          progress=not args.no_progress)
 
-    # Wall time of the whole command, imports and compiles included (what "quick < 3 min"
-    # is about); the in-process timer misses the torch import, so prefer /proc when present.
+    # Wall time of the whole command, imports and compiles included (what the quick suite's
+    # "about 4 min" is about); the in-process timer misses the torch import, so prefer /proc
+    # when present.
     wall = runner.process_wall_s() or (time.perf_counter() - t_start)
     machine["load_average_end"] = runner.load_average()
     meta = {
