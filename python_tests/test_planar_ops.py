@@ -9,7 +9,7 @@ import gmkernels
 from gmkernels.reference import planar as ref
 from _helpers import assert_close, noncontig, tol
 
-# Tolerance kinds (_helpers.TOLERANCES): "coefficients" for x and logdet (tanh and psi in the
+# Tolerance kinds (_helpers.TOLERANCES): "transcendental" for x and logdet (tanh and psi in the
 # compute dtype), "chain_grad" for the gradients through the K-layer stack.
 
 # (B, K, D): odd sizes, a tile boundary (32 rows on the CPU), D past the CUDA register row (32),
@@ -38,8 +38,8 @@ def test_matches_reference(backend, size, dtype, per_sample):
     # the reference in float64, rounded: the oracle for both dtypes
     xr, ldr = ref.planar_flow(*(t.double() for t in (z, u, w, b)))
     assert x.shape == z.shape and ld.shape == (size[0],) and x.dtype == ld.dtype == dtype
-    assert_close(x, xr.to(dtype), kind="coefficients", what="x")
-    assert_close(ld, ldr.to(dtype), kind="coefficients", what="logdet")
+    assert_close(x, xr.to(dtype), kind="transcendental", what="x")
+    assert_close(ld, ldr.to(dtype), kind="transcendental", what="logdet")
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -50,8 +50,8 @@ def test_non_contiguous_inputs(backend, per_sample):
     zt, ut, wt = noncontig(z), noncontig(u), noncontig(w)
     x, ld = gmkernels.planar_flow(zt, ut, wt, b)
     xr, ldr = ref.planar_flow(z.double(), u.double(), w.double(), b.double())
-    assert_close(x, xr.float(), kind="coefficients", what="x")
-    assert_close(ld, ldr.float(), kind="coefficients", what="logdet")
+    assert_close(x, xr.float(), kind="transcendental", what="x")
+    assert_close(ld, ldr.float(), kind="transcendental", what="logdet")
 
 
 def _grads(fn, z, u, w, b, gy, gl):
@@ -297,8 +297,8 @@ def test_cpu_simd_paths(isa, per_sample):
         _C.set_cpu_isa("auto")
     want = _grads(ref.planar_flow, *(t.double() for t in (z, u, w, b)), gy.double(), gl.double())
     xr, ldr = ref.planar_flow(*(t.double() for t in (z, u, w, b)))
-    assert_close(x, xr.float(), kind="coefficients", what=f"{isa} x")
-    assert_close(ld, ldr.float(), kind="coefficients", what=f"{isa} logdet")
+    assert_close(x, xr.float(), kind="transcendental", what=f"{isa} x")
+    assert_close(ld, ldr.float(), kind="transcendental", what=f"{isa} logdet")
     for name, a, e in zip(("z", "u_hat", "w", "b"), grads, want):
         t = tol("chain_grad", torch.float32)
         t["atol"] *= 1 if per_sample or name == "z" else 70

@@ -22,6 +22,14 @@ from gmkernels.reference import random as ref_random
 from gmkernels.reference import sde as ref
 from gmkernels.score import DDPMSchedule, VESDE, VPSDE, subVPSDE
 
+
+@pytest.fixture
+def tri(triton):
+    """gmkernels.triton.sde with the Triton backend current, or a skip with the reason where
+    Triton cannot run here (the `triton` fixture)."""
+    from gmkernels.triton import sde
+    return sde
+
 SHAPES = [(), (1,), (7,), (5, 3), (2, 3, 4, 5), (0, 3), (3, 0), (130, 300), (257, 2)]
 
 
@@ -313,13 +321,13 @@ def test_triton_langevin_forward_non_contiguous_and_inplace(triton):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 @pytest.mark.parametrize("clamp", [None, (-0.5, 0.7)])
-def test_triton_langevin_matches_native(tri_sde, dtype, clamp):
+def test_triton_langevin_matches_native(tri, dtype, clamp):
     """Forward and backward against the C++ op, including the half types, where the clamp
     mask on the saved (rounded) output is part of the semantics."""
     x, grad, a_t, c_t = _lv_inputs((6, 3, 5), dtype, seed=1)
     lo, hi = clamp if clamp else (None, None)
     cd = torch.float64 if dtype == torch.float64 else torch.float32
-    y = tri_sde.langevin_step_fwd(x, grad, a_t, 0.0, c_t, 0.0, 11, 3, 2, clamp)
+    y = tri.langevin_step_fwd(x, grad, a_t, 0.0, c_t, 0.0, 11, 3, 2, clamp)
     yn = torch.ops.gmkernels.langevin_step(x, grad, a_t.to(cd), 0.0, c_t.to(cd), 0.0, 11, 3, 2,
                                            lo, hi)
     # one rounding of the result in the storage dtype apart (the noise differs in the last ulp)
@@ -327,7 +335,7 @@ def test_triton_langevin_matches_native(tri_sde, dtype, clamp):
          else dict(rtol=0.0, atol=tol("values", dtype)["atol"]))
     assert_close(y, yn, **t, what=f"forward {dtype}")
     gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(2)).to(dtype)
-    got = tri_sde.langevin_step_bwd(gy, yn, grad, a_t, 0.0, 11, 3, 2, clamp, True, True)
+    got = tri.langevin_step_bwd(gy, yn, grad, a_t, 0.0, 11, 3, 2, clamp, True, True)
     want = torch.ops.gmkernels.langevin_step_backward(gy, yn, grad, a_t.to(cd), 0.0, 11, 3, 2,
                                                       lo, hi, True, True)
     for name, gt, wt in zip(("gx", "gg"), got[:2], want[:2]):
@@ -377,13 +385,13 @@ def test_triton_langevin_backward_matches_reference_autograd(triton, dtype, shap
         assert_close(gt, wt, kind=kind, what=f"d/d{name} {dtype} {shape} clamp={clamp}")
 
 
-def test_triton_langevin_backward_empty_and_flags(tri_sde):
+def test_triton_langevin_backward_empty_and_flags(tri):
     out = torch.empty(0, 4)
-    gx, gg, ga, gc = tri_sde.langevin_step_bwd(out, out, out, torch.empty(0), 0.1, 1, 0, 0,
+    gx, gg, ga, gc = tri.langevin_step_bwd(out, out, out, torch.empty(0), 0.1, 1, 0, 0,
                                                None, True, True)
     assert gx.shape == (0, 4) and ga.shape == (0,) and gc.shape == (0,)
     y = torch.randn(3, 2)
-    gx, gg, ga, gc = tri_sde.langevin_step_bwd(y, y, y, None, 0.5, 1, 0, 0, None, False, False)
+    gx, gg, ga, gc = tri.langevin_step_bwd(y, y, y, None, 0.5, 1, 0, 0, None, False, False)
     assert ga.shape == (0,) and gc.shape == (0,) and ga.dtype == torch.float32
     assert_equal(gx, y, "gx")
     assert_equal(gg, y * 0.5, "gg")
@@ -432,9 +440,9 @@ def per_row(shape, dtype, lo=0.0, hi=1.0, seed=1):
 
 
 def close(got, want, dtype, what=""):
-    """The steps against the reference: tolerance kind "coefficients" (float32 per-row
+    """The steps against the reference: tolerance kind "transcendental" (float32 per-row
     coefficients in the kernels, float64 in the reference)."""
-    assert_close(got, want, kind="coefficients", dtype=dtype, what=what)
+    assert_close(got, want, kind="transcendental", dtype=dtype, what=what)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -831,14 +839,7 @@ def test_steps_compile_fullgraph_parity():
 # (SPEC §3.2/§3.3), with the noise from the reference Philox stream. The oracle computes the
 # per-row coefficients in the compute dtype, in the order csrc/sde/sde.h does, so float32 runs
 # are compared to a few ulps of the step's terms (tolerance kind "terms"); the reference module
-# (float64 coefficients) and the native ops are cross-checked below. The `tri` fixture is the
-# module (or a skip with the reason where Triton cannot run here).
-
-@pytest.fixture
-def tri(triton):
-    from gmkernels.triton import sde
-    return sde
-
+# (float64 coefficients) and the native ops are cross-checked below.
 
 FLOATS = [torch.float32, torch.float64]
 TRI_SHAPES = [(), (7,), (3, 5), (4, 3, 33), (2, 1031), (0, 3)]
@@ -1172,8 +1173,8 @@ def test_triton_empty_and_errors(tri):
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_triton_against_reference_module(tri, dtype):
     x, s, per_row = _tri_inputs((4, 3, 5), dtype, seed=11)
-    # float32 coefficients vs float64 ones rounded: kind "coefficients"
-    t_ = tol("coefficients", dtype)
+    # float32 coefficients vs float64 ones rounded: kind "transcendental"
+    t_ = tol("transcendental", dtype)
 
     def close(got, want, what):
         assert_close(got, want, **t_, what=what)
