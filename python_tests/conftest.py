@@ -4,7 +4,10 @@
   in CI). @triton.jit reads it when a kernel module is imported, so it is set before anything
   imports gmkernels.triton.
 * One torch.compile cache for the session (the first compile costs ~12 s here).
-* `backends` lists what can run here; tests parametrize over it and compare with "reference".
+* `BACKENDS` lists what can run here; the `backend` fixture parametrizes over it and tests
+  compare with "reference". `triton` makes the Triton backend current (or skips, with the
+  reason, where it cannot run); `one_thread` runs a test on one intra-op thread.
+* The tolerance table, `assert_close` and `noncontig` are in _helpers.py.
 """
 
 import os
@@ -17,14 +20,18 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import gmkernels  # noqa: E402
-from gmkernels import _backend  # noqa: E402
+
+
+def triton_runs_here() -> bool:
+    """The Triton backend on CPU tensors: triton importable and the interpreter on."""
+    return bool(gmkernels.build_info()["triton"]) and os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def available_backends():
     out = []
-    if _backend.extension_available():
+    if gmkernels.extension_available():
         out.append("native")
-    if _backend.triton_available() and _backend.triton_interpret():
+    if triton_runs_here():
         out.append("triton")
     return out
 
@@ -32,9 +39,9 @@ def available_backends():
 # The test suite is about the compiled kernels: a run where the extension did not load is a
 # failed build, not something to skip past.
 def pytest_sessionstart(session):
-    if not _backend.extension_available() and os.environ.get("GMK_ALLOW_NO_EXTENSION") != "1":
+    if not gmkernels.extension_available() and os.environ.get("GMK_ALLOW_NO_EXTENSION") != "1":
         raise pytest.UsageError(
-            "gmkernels._C did not load: " + str(_backend.build_info()["extension_error"])
+            "gmkernels._C did not load: " + str(gmkernels.build_info()["extension_error"])
             + " (build with `pip install --no-build-isolation -e .`; set GMK_ALLOW_NO_EXTENSION=1 "
               "to test the reference alone)")
 
@@ -49,14 +56,31 @@ def backend(request):
         yield request.param
 
 
-def report(a: torch.Tensor, b: torch.Tensor) -> str:
-    """Numbers for a failure message: max abs difference and where."""
-    if a.numel() == 0:
-        return "empty"
-    d = (a.double() - b.double()).abs()
-    i = int(d.argmax())
-    return (f"max |diff| = {d.max().item():.3g} at flat index {i} "
-            f"(got {a.flatten()[i].item():.9g}, want {b.flatten()[i].item():.9g})")
+@pytest.fixture
+def triton():
+    """The Triton backend made current; a skip with the reason where it cannot run here (which
+    GMK_NO_SKIPS=1 turns into a failure)."""
+    if not gmkernels.build_info()["triton"]:
+        pytest.skip("triton is not installed")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("the Triton backend on CPU tensors needs TRITON_INTERPRET=1 (set to "
+                    f"{os.environ.get('TRITON_INTERPRET')!r})")
+    with gmkernels.use_backend("triton"):
+        yield "triton"
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, the previous count restored after. For tests of many
+    small steps, where OpenMP's fork-join costs more than the work on a loaded 2-core machine
+    (measured: exp on a (20000, 2) tensor took 7.7 ms on 2 threads, 0.09 ms on 1; an Adam step
+    of a small flow 330 ms against 9 ms). Results do not depend on the thread count."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 # In CI every dependency is installed and every backend that can run here is built, so a skip

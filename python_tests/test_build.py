@@ -25,22 +25,124 @@ def test_build_info_keys():
     assert info["cpu_isa"] in ("baseline", "avx2", "avx512")
 
 
-EXPECTED_OPS = {"random_uint32_", "random_uniform_", "random_normal_", "random_rademacher_",
-                "random_bernoulli", "langevin_step", "langevin_step_", "langevin_step_backward"}
+def registered_ops() -> set[str]:
+    """The names of every operator the dispatcher knows in the gmkernels namespace (the C++
+    schemas; the fakes and autograd formulas are registered by the Python layer on import)."""
+    return {n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names()
+            if n.startswith("gmkernels::")}
+
+
+def _f32(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _f64(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _bits(B, n, seed=1):
+    return (torch.rand(B, n, generator=torch.Generator().manual_seed(seed)) < 0.5).double()
+
+
+def _spins(B, D, seed=1):
+    return (torch.randint(0, 2, (B, D), generator=torch.Generator().manual_seed(seed)) * 2 - 1).float()
+
+
+def _sym(D, seed=0):
+    A = _f32(D, D, seed=seed)
+    W = (A + A.T) / 2
+    return W.fill_diagonal_(0)
+
+
+# One small, valid call of every registered op (the schemas' argument order), for the opcheck
+# below: the family test files opcheck each op in more configurations; this table is what makes
+# a new op without a fake or without a sample fail here. Built on demand (fresh tensors).
+OP_SAMPLES = {
+    "random_uint32_": lambda: (torch.empty(5, 7, dtype=torch.int64), 3, 2**40, 1),
+    "random_uniform_": lambda: (torch.empty(5, 7), 3, 2**40, 1),
+    "random_normal_": lambda: (torch.empty(5, 7), 3, 2**40, 1),
+    "random_rademacher_": lambda: (torch.empty(5, 7), 3, 2**40, 1),
+    "random_bernoulli": lambda: (torch.rand(6, 5), 3, 1, 0),
+    "langevin_step": lambda: (_f32(6, 5).requires_grad_(), _f32(6, 5, seed=1), None, 0.1, None,
+                              0.3, 3, 2**33, 1, -1.0, 1.0),
+    "langevin_step_": lambda: (_f32(6, 5), _f32(6, 5, seed=1), torch.rand(6), 0.0, None, 0.3, 3,
+                               1, 0, None, None),
+    "langevin_step_backward": lambda: (_f32(6, 5), _f32(6, 5, seed=1), _f32(6, 5, seed=2),
+                                       torch.rand(6), 0.0, 3, 1, 0, -1.0, 1.0, True, True),
+    "euler_maruyama_step": lambda: (_f32(6, 5).requires_grad_(), _f32(6, 5, seed=1),
+                                    torch.rand(6).requires_grad_(), 0.5, -0.1, 3, 2**33, 1),
+    "euler_maruyama_step_backward": lambda: (_f32(6, 5), torch.rand(6), 0.1, 3, 1, 0, [6, 5],
+                                             True),
+    "reverse_sde_step": lambda: (_f32(6, 5).requires_grad_(), _f32(6, 5, seed=1).requires_grad_(),
+                                 torch.rand(6), 0.4, 0.01, 1, 0.1, 20.0, 1, False, 3, 2, 1),
+    "reverse_sde_step_backward": lambda: (_f32(6, 5), torch.rand(6), 0.0, 0.01, 1, 0.1, 20.0, 1,
+                                          False, [6, 5]),
+    "langevin_corrector_step": lambda: (_f32(6, 5), _f32(6, 5, seed=1), torch.rand(6), 1.0, 0.16,
+                                        3, 1, 0),
+    "affine_noise_step": lambda: (_f32(6, 5).requires_grad_(), _f32(6, 5, seed=1), torch.rand(6),
+                                  1.1, None, 0.2, None, 0.3, 3, 2**40, 1),
+    "affine_noise_step_backward": lambda: (_f32(6, 5), _f32(6, 5, seed=1), _f32(6, 5, seed=2),
+                                           torch.rand(6), 1.0, torch.rand(6), 0.5, 3, 1, 0, True,
+                                           True, True),
+    "planar_flow": lambda: (_f32(6, 4).requires_grad_(), 0.3 * _f32(3, 4, seed=1),
+                            0.3 * _f32(3, 4, seed=2), _f32(3, seed=3)),
+    "planar_flow_backward": lambda: (_f32(6, 4, seed=4), _f32(6, seed=5), _f32(6, 4),
+                                     0.3 * _f32(3, 4, seed=1), 0.3 * _f32(3, 4, seed=2),
+                                     _f32(3, seed=3)),
+    "affine_coupling": lambda: (_f64(4, 6).requires_grad_(), _f64(4, 6, seed=1), _f64(4, 6, seed=2),
+                                torch.arange(6) < 3, False, 0, 2.5),
+    "affine_coupling_backward": lambda: (_f64(4, 6, seed=3), _f64(4, seed=4), _f64(4, 6),
+                                         _f64(4, 6, seed=1), _f64(4, 6, seed=2),
+                                         torch.arange(6) < 3, True, 1, None),
+    "rbm_gibbs": lambda: (_bits(6, 7), _f64(7, 5), _f64(7, seed=1), _f64(5, seed=2), 2, None,
+                          1.0, 3, 4, 0),
+    "rbm_free_energy": lambda: (_bits(6, 7).requires_grad_(), _f64(7, 5).requires_grad_(),
+                                _f64(7, seed=1), _f64(5, seed=2)),
+    "rbm_free_energy_backward": lambda: (_f64(6, seed=3), _bits(6, 7), _f64(7, 5), _f64(7, seed=1),
+                                         _f64(5, seed=2)),
+    "rbm_log_z_exact": lambda: (_f64(7, 5), _f64(7, seed=1), _f64(5, seed=2)),
+    "rbm_ais": lambda: (_f64(7, 5), _f64(7, seed=1), _f64(5, seed=2),
+                        torch.linspace(0, 1, 5, dtype=torch.float64), 4, None, 1, 0),
+    "bm_gibbs": lambda: (_spins(5, 7), _sym(7), _f32(7, seed=1), 3, None, 0.9, 0, 5, 1, 0),
+}
+
+
+def test_every_registered_op_has_a_sample():
+    """The opcheck table covers exactly the registered ops: a new op without a sample (or a
+    sample for an op the build lacks) fails here."""
+    names = registered_ops()
+    assert names, "no gmkernels:: operators are registered"
+    missing = sorted(names - set(OP_SAMPLES))
+    stale = sorted(set(OP_SAMPLES) - names)
+    assert not missing and not stale, (f"registered ops without an opcheck sample: {missing}; "
+                                       f"samples for ops not registered: {stale}")
 
 
 def test_every_op_has_a_cpu_kernel_and_a_fake():
-    names = {n.split("::")[1] for n in torch._C._dispatch_get_all_op_names()
-             if n.startswith("gmkernels::")}
-    assert EXPECTED_OPS <= names, f"missing ops: {EXPECTED_OPS - names}"
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    for n in sorted(names):
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"gmkernels::{n}", "CPU"), n
-    # The fake kernels run (opcheck in the family tests checks them against the real ones).
-    with FakeTensorMode():
-        y = torch.ops.gmkernels.langevin_step(torch.empty(3, 2), torch.empty(3, 2), None, 0.1,
-                                              None, 0.1, 0, 0, 0, None, None)
-        assert y.shape == (3, 2)
+    from torch._library.simple_registry import singleton as registry
+
+    def has(q, key):  # a kernel registered for exactly this key (no fallbacks)
+        return torch._C._dispatch_has_kernel_for_dispatch_key(q, key)
+
+    no_cpu, no_fake = [], []
+    for n in sorted(registered_ops()):
+        q = f"gmkernels::{n}"
+        # a CompositeExplicitAutograd kernel serves the CPU and Meta keys too
+        cea = has(q, "CompositeExplicitAutograd")
+        if not (has(q, "CPU") or cea):
+            no_cpu.append(n)
+        if registry.find(q).fake_impl.kernel is None and not (has(q, "Meta") or cea):
+            no_fake.append(n)
+    assert not no_cpu, f"ops without a CPU kernel: {no_cpu}"
+    assert not no_fake, f"ops without a fake (torch.library.register_fake) or Meta kernel: {no_fake}"
+
+
+@pytest.mark.parametrize("name", sorted(OP_SAMPLES))
+def test_opcheck_every_op(name):
+    """opcheck (schema, fake vs real, autograd registration, AOT dispatch) of one call per op."""
+    if name not in registered_ops():  # test_every_registered_op_has_a_sample names it
+        pytest.fail(f"gmkernels::{name} is not registered")
+    torch.library.opcheck(getattr(torch.ops.gmkernels, name), OP_SAMPLES[name]())
 
 
 def test_missing_extension_falls_back_to_reference():

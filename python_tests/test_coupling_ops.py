@@ -9,11 +9,10 @@ import torch
 
 import gmkernels
 from gmkernels.reference import coupling as ref
-from conftest import report
+from _helpers import assert_close, tol
 
-# fp32: the kernels' exp/tanh/log are ~1-2 ulp polynomials (the reference uses torch's), and
-# a log-scale error of d changes y by a relative d; |l| <= ~6 here, so a few 1e-7 relative.
-TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-11, atol=1e-11)}
+# Values: tolerance kind "transcendental" (_helpers.TOLERANCES): the kernels' exp/tanh/log
+# are ~1-2 ulp polynomials (the reference uses torch's).
 
 # (scale, clamp): every kernel variant (the direction is a separate parameter)
 VARIANTS = [("exp", None), ("exp", 3.0), ("sigmoid", None), ("sigmoid", 2.0)]
@@ -65,11 +64,11 @@ def check_close(got, want, dtype, M, what):
     wy, wld = want
     assert y.shape == wy.shape and y.dtype == dtype and ld.dtype == dtype
     assert ld.shape == (y.shape[0],)
-    assert torch.allclose(y.double(), wy, **TOL[dtype]), f"{what} y: {report(y, wy)}"
+    t = tol("transcendental", dtype)
+    assert_close(y, wy, **t, check_dtype=False, what=f"{what} y")
     # logdet: a sum of M terms, each with the per-element error above
-    atol = TOL[dtype]["atol"] * max(1, M)
-    assert torch.allclose(ld.double(), wld, rtol=TOL[dtype]["rtol"], atol=atol), \
-        f"{what} logdet: {report(ld, wld)}"
+    assert_close(ld, wld, rtol=t["rtol"], atol=t["atol"] * max(1, M), check_dtype=False,
+                 what=f"{what} logdet")
 
 
 # The 8 kernel variants (scale, clamp, direction), dealt out over the cases so that each
@@ -125,9 +124,8 @@ def test_half_types_use_float32_math(backend, dtype):
     y, ld = gmkernels.affine_coupling(x, s, t, mask, clamp=2.0)
     wy, wld = ref.affine_coupling(x.float(), s.float(), t.float(), mask, clamp=2.0)
     assert y.dtype == dtype and ld.dtype == dtype
-    tol = dict(rtol=1e-2, atol=1e-2) if dtype == torch.float16 else dict(rtol=2e-2, atol=2e-2)
-    assert torch.allclose(y.float(), wy, **tol), report(y, wy)
-    assert torch.allclose(ld.float(), wld.to(dtype).float(), rtol=1e-2, atol=0.25), report(ld, wld)
+    assert_close(y, wy, kind="half_transcendental", dtype=dtype, check_dtype=False, what="y")
+    assert_close(ld, wld.to(dtype), rtol=1e-2, atol=0.25, what="logdet")
 
 
 @pytest.mark.parametrize("scale,clamp", VARIANTS)
@@ -138,9 +136,9 @@ def test_round_trip(backend, scale, clamp, dtype):
     y, ld = gmkernels.affine_coupling(x, s, t, mask, scale=scale, clamp=clamp)
     x2, ld2 = gmkernels.affine_coupling(y, s, t, mask, inverse=True, scale=scale, clamp=clamp)
     # y = x e^l + t with e^l up to e^6 (unclamped, |s| <~ 6): x comes back to ~1e-7 * |t|e^|l|
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
-    assert torch.allclose(x2, x, **tol), report(x2, x)
-    assert torch.allclose(ld + ld2, torch.zeros_like(ld), atol=tol["atol"] * 10), report(ld, -ld2)
+    assert_close(x2, x, kind="round_trip", what="x round trip")
+    assert_close(ld2, -ld, rtol=0, atol=tol("round_trip", dtype)["atol"] * 10,
+                 what="logdet round trip")
     assert torch.equal(x2[:, :5], x[:, :5])  # pass half: exact
 
 
@@ -189,11 +187,11 @@ def test_maf_inverse_and_iaf_forward_are_mask_zero(backend):
     and IAF's forward z = x exp(s) + m, logdet sum(s) (Kingma et al. 2016): mask = 0."""
     x, alpha, mu, _ = make((10, 7), torch.float64)
     u, ld = gmkernels.affine_coupling(x, alpha, mu, 0, inverse=True)
-    assert torch.allclose(u, (x - mu) * torch.exp(-alpha), rtol=1e-12, atol=1e-12)
-    assert torch.allclose(ld, -alpha.sum(1), rtol=1e-12, atol=1e-12)
+    assert_close(u, (x - mu) * torch.exp(-alpha), rtol=1e-12, atol=1e-12, what="MAF u")
+    assert_close(ld, -alpha.sum(1), rtol=1e-12, atol=1e-12, what="MAF logdet")
     z, ld = gmkernels.affine_coupling(x, alpha, mu, torch.zeros(7))
-    assert torch.allclose(z, x * torch.exp(alpha) + mu, rtol=1e-12, atol=1e-12)
-    assert torch.allclose(ld, alpha.sum(1), rtol=1e-12, atol=1e-12)
+    assert_close(z, x * torch.exp(alpha) + mu, rtol=1e-12, atol=1e-12, what="IAF z")
+    assert_close(ld, alpha.sum(1), rtol=1e-12, atol=1e-12, what="IAF logdet")
 
 
 @pytest.mark.parametrize("scale,clamp", VARIANTS)
@@ -242,7 +240,7 @@ def test_gradients_match_reference(backend, shape, mkind, scale, clamp, inverse)
 
     got, want = grads(gmkernels.affine_coupling), grads(ref.affine_coupling)
     for name, a, b in zip("xst", got, want):
-        assert torch.allclose(a, b, rtol=1e-10, atol=1e-10), f"grad {name}: {report(a, b)}"
+        assert_close(a, b, kind="grad", what=f"grad {name}")
 
 
 @pytest.mark.parametrize("scale,clamp", VARIANTS)
@@ -268,7 +266,7 @@ def test_only_logdet_or_only_y_used(backend):
         (gs,) = torch.autograd.grad(out, ss)
         ss2 = s.clone().requires_grad_()
         (ws,) = torch.autograd.grad(ref.affine_coupling(x, ss2, t, mask)[pick].sum(), ss2)
-        assert torch.allclose(gs, ws, rtol=1e-12, atol=1e-12), report(gs, ws)
+        assert_close(gs, ws, rtol=1e-12, atol=1e-12, what=f"output {pick} only: grad s")
 
 
 def test_opcheck():
@@ -303,9 +301,9 @@ def test_compile_parity():
     out, out_c = step(*ins), fc(*ins_c)
     out.backward()
     out_c.backward()
-    assert torch.allclose(out, out_c, rtol=1e-5), (out.item(), out_c.item())
-    for a, b in zip(ins, ins_c):
-        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-5), report(b.grad, a.grad)
+    assert_close(out_c, out, rtol=1e-5, atol=1e-8, what="compiled loss")
+    for name, a, b in zip("xst", ins, ins_c):
+        assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-5, what=f"compiled grad {name}")
 
 
 def test_every_cpu_simd_path_gives_the_same_values():

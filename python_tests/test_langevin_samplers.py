@@ -14,17 +14,11 @@ import gmkernels
 from gmkernels.score import annealed_langevin_sample, langevin_sample, sgld_sample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The statistical tests run a few hundred steps on tensors of 10^4-10^5 elements, where
-    # OpenMP's fork-join costs more than the work: on the 2-core dev box under load, exp on a
-    # (20000, 2) tensor took 7.7 ms with 2 threads and 0.09 ms with 1 (measured), which made
-    # this file 4x slower. The samplers' results do not depend on the thread count (counter-
-    # based Philox noise, element-wise math), so this changes the time, not what is tested.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# The statistical tests run a few hundred steps on tensors of 10^4-10^5 elements, where
+# OpenMP's fork-join costs more than the work (conftest.one_thread: measured 4x slower on 2
+# threads). The samplers' results do not depend on the thread count (counter-based Philox
+# noise, element-wise math), so this changes the time, not what is tested.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------

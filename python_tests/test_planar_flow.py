@@ -8,7 +8,7 @@ import torch
 
 from gmkernels.flows import PlanarFlow
 from gmkernels.reference import planar as ref
-from conftest import report
+from _helpers import assert_close
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -20,7 +20,7 @@ def test_sample_with_log_prob_and_log_prob_agree(dtype):
     # log_prob inverts numerically; on the flow's own samples it must give the same density
     lp = flow.log_prob(x)
     tol = 1e-4 if dtype == torch.float32 else 1e-9
-    assert torch.allclose(lp, log_q, atol=tol, rtol=tol), report(lp, log_q)
+    assert_close(lp, log_q, rtol=tol, atol=tol, what="log_prob vs sample_with_log_prob")
     # and the forward matches the reference stack
     z = torch.randn(10, 3, dtype=dtype)
     got = flow(z)
@@ -33,7 +33,7 @@ def test_inverse_round_trip():
     flow = PlanarFlow(2, 8, init_scale=1.5).double()
     z = torch.randn(100, 2, dtype=torch.float64)
     x, _ = flow(z)
-    assert torch.allclose(flow.inverse(x), z, atol=1e-10), report(flow.inverse(x), z)
+    assert_close(flow.inverse(x), z, rtol=0, atol=1e-10, what="inverse")
 
 
 def test_log_prob_integrates_to_one():

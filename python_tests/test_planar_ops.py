@@ -7,10 +7,10 @@ import torch
 
 import gmkernels
 from gmkernels.reference import planar as ref
-from conftest import report
+from _helpers import assert_close, noncontig, tol
 
-TOL = {torch.float32: dict(rtol=2e-5, atol=2e-5), torch.float64: dict(rtol=1e-11, atol=1e-11)}
-GTOL = {torch.float32: dict(rtol=2e-4, atol=2e-4), torch.float64: dict(rtol=1e-9, atol=1e-9)}
+# Tolerance kinds (_helpers.TOLERANCES): "transcendental" for x and logdet (tanh and psi in the
+# compute dtype), "chain_grad" for the gradients through the K-layer stack.
 
 # (B, K, D): odd sizes, a tile boundary (32 rows on the CPU), D past the CUDA register row (32),
 # an empty batch, an empty stack.
@@ -38,8 +38,8 @@ def test_matches_reference(backend, size, dtype, per_sample):
     # the reference in float64, rounded: the oracle for both dtypes
     xr, ldr = ref.planar_flow(*(t.double() for t in (z, u, w, b)))
     assert x.shape == z.shape and ld.shape == (size[0],) and x.dtype == ld.dtype == dtype
-    assert torch.allclose(x, xr.to(dtype), **TOL[dtype]), report(x, xr)
-    assert torch.allclose(ld, ldr.to(dtype), **TOL[dtype]), report(ld, ldr)
+    assert_close(x, xr.to(dtype), kind="transcendental", what="x")
+    assert_close(ld, ldr.to(dtype), kind="transcendental", what="logdet")
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -47,14 +47,11 @@ def test_non_contiguous_inputs(backend, per_sample):
     B, K, D = 37, 5, 6
     z, u, w, b = params(B, K, D, per_sample, torch.float32)
     # same values, transposed storage
-    zt = torch.empty(D, B).t().copy_(z)
-    ut = torch.empty(tuple(reversed(u.shape))).permute(*reversed(range(u.dim()))).copy_(u)
-    wt = w.t().contiguous().t() if not per_sample else w.transpose(0, 1).contiguous().transpose(0, 1)
-    assert not zt.is_contiguous() and not ut.is_contiguous() and not wt.is_contiguous()
+    zt, ut, wt = noncontig(z), noncontig(u), noncontig(w)
     x, ld = gmkernels.planar_flow(zt, ut, wt, b)
     xr, ldr = ref.planar_flow(z.double(), u.double(), w.double(), b.double())
-    assert torch.allclose(x, xr.float(), **TOL[torch.float32]), report(x, xr)
-    assert torch.allclose(ld, ldr.float(), **TOL[torch.float32]), report(ld, ldr)
+    assert_close(x, xr.float(), kind="transcendental", what="x")
+    assert_close(ld, ldr.float(), kind="transcendental", what="logdet")
 
 
 def _grads(fn, z, u, w, b, gy, gl):
@@ -85,10 +82,10 @@ def test_grads_match_reference(backend, size, which, dtype, per_sample):
     for name, a, e in zip(("z", "u_hat", "w", "b"), got, want):
         assert a is not None and a.shape == e.shape and a.dtype == dtype, name
         # shared-parameter grads are sums over B: scale the tolerance with the batch
-        tol = dict(GTOL[dtype])
+        t = tol("chain_grad", dtype)
         if not per_sample and name != "z":
-            tol["atol"] *= B
-        assert torch.allclose(a, e.to(dtype), **tol), f"grad {name}: {report(a, e)}"
+            t["atol"] *= B
+        assert_close(a, e.to(dtype), **t, what=f"grad {name}")
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -152,11 +149,11 @@ def test_compile_fullgraph_parity():
     compiled = torch.compile(loss_fn, fullgraph=True)
     lc, xc = compiled(z, *args)
     le, xe = loss_fn(z, *args)
-    assert torch.allclose(xc, xe, atol=1e-6), report(xc, xe)
+    assert_close(xc, xe, rtol=1e-5, atol=1e-6, what="compiled x")
     gc = torch.autograd.grad(lc, args)
     ge = torch.autograd.grad(le, args)
-    for a, e in zip(gc, ge):
-        assert torch.allclose(a, e, rtol=1e-5, atol=1e-5), report(a, e)
+    for name, a, e in zip(("u", "w", "b"), gc, ge):
+        assert_close(a, e, rtol=1e-5, atol=1e-5, what=f"compiled grad {name}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,8 +189,8 @@ def test_extremes_are_finite(backend, dtype, per_sample):
     xr, ldr = ref.planar_flow(*(t.detach().double() for t in ins))
     # psi = 1 + s û·w ≈ 1e-6 is computed in the input dtype: one rounding of s û·w (spacing
     # 6e-8 near 1 in float32) moves psi by up to 6% there, i.e. log psi by up to 0.06
-    tol = 0.1 if dtype == torch.float32 else 1e-8
-    assert torch.allclose(ld.double(), ldr, rtol=0, atol=tol), report(ld, ldr)
+    bound = 0.1 if dtype == torch.float32 else 1e-8
+    assert_close(ld, ldr, rtol=0, atol=bound, check_dtype=False, what="logdet")
     assert ldr.min() < -13  # the psi = 1e-6 layer is in there
 
 
@@ -209,7 +206,7 @@ def test_u_hat_matches_paper_formula(dtype):
     # the margin of planar_u_hat binds only where softplus(w·u) < margin; exclude those rows
     keep = torch.nn.functional.softplus((u * w).sum(-1).double()) > 1e-2
     assert keep.sum() > 40
-    assert torch.allclose(got[keep].double(), want[keep], rtol=1e-5, atol=1e-5), report(got[keep], want[keep])
+    assert_close(got[keep], want[keep], rtol=1e-5, atol=1e-5, check_dtype=False, what="u_hat")
     uw = (got.double() * w.double()).sum(-1)
     assert (uw > -1).all()
 
@@ -300,8 +297,9 @@ def test_cpu_simd_paths(isa, per_sample):
         _C.set_cpu_isa("auto")
     want = _grads(ref.planar_flow, *(t.double() for t in (z, u, w, b)), gy.double(), gl.double())
     xr, ldr = ref.planar_flow(*(t.double() for t in (z, u, w, b)))
-    assert torch.allclose(x, xr.float(), **TOL[torch.float32]), report(x, xr)
-    assert torch.allclose(ld, ldr.float(), **TOL[torch.float32]), report(ld, ldr)
+    assert_close(x, xr.float(), kind="transcendental", what=f"{isa} x")
+    assert_close(ld, ldr.float(), kind="transcendental", what=f"{isa} logdet")
     for name, a, e in zip(("z", "u_hat", "w", "b"), grads, want):
-        tol = dict(GTOL[torch.float32], atol=GTOL[torch.float32]["atol"] * (1 if per_sample or name == "z" else 70))
-        assert torch.allclose(a, e.float(), **tol), f"grad {name}: {report(a, e)}"
+        t = tol("chain_grad", torch.float32)
+        t["atol"] *= 1 if per_sample or name == "z" else 70
+        assert_close(a, e.float(), **t, what=f"{isa} grad {name}")

@@ -1,5 +1,9 @@
 """The Philox stream (SPEC §0): known answers, every backend word for word against the
-reference, the float transforms, row invariance, statistics, and bad input."""
+reference, the float transforms, row invariance, statistics, and bad input; and the Triton
+fill kernels on their own (interpreter, CPU tensors): more streams, every float dtype, their
+non-contiguous out= path and their argument checks.
+
+The compiled (PTX) side of the Triton kernels is test_triton_compile.py."""
 
 import math
 
@@ -7,9 +11,8 @@ import pytest
 import torch
 
 import gmkernels
-from gmkernels import _backend
 from gmkernels.reference import random as ref
-from conftest import BACKENDS, report
+from _helpers import assert_close, assert_equal
 
 KATS = [  # Random123 kat_vectors, philox4x32_10: (counter, key, output)
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
@@ -60,8 +63,8 @@ def test_uint32_words_identical(backend, shape, stream):
     seed, offset, so = stream
     got = gmkernels.random.uint32(shape, seed, offset, so)
     want = ref.uint32(shape, seed, offset, so)
-    assert got.shape == want.shape and got.dtype == torch.int64
-    assert torch.equal(got, want), report(got, want)
+    assert got.dtype == torch.int64
+    assert_equal(got, want)
     if got.numel():
         assert 0 <= int(got.min()) and int(got.max()) < 2**32
 
@@ -72,16 +75,14 @@ def test_uniform_rademacher_identical(backend, shape, stream):
     for dtype in (torch.float32, torch.float64):
         got = gmkernels.random.uniform(shape, *stream, dtype=dtype)
         want = ref.uniform(shape, *stream, dtype=dtype)
-        assert got.dtype == dtype and torch.equal(got, want), report(got, want)
+        assert got.dtype == dtype
+        assert_equal(got, want, f"uniform {dtype}")
         got = gmkernels.random.rademacher(shape, *stream, dtype=dtype)
         want = ref.rademacher(shape, *stream, dtype=dtype)
-        assert torch.equal(got, want), report(got, want)
+        assert_equal(got, want, f"rademacher {dtype}")
 
 
-# float32 normals: backends round log/sqrt/cos/sin differently in the last ulp; the radius is
-# at most sqrt(-2 ln 2^-24) = 5.77, so one ulp of the float32 result is at most 4.8e-7.
-NORMAL_TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
-
+# Normals: tolerance kind "normal" (_helpers.TOLERANCES): the last ulp of log/sqrt/cos/sin.
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("stream", STREAMS)
@@ -89,8 +90,8 @@ NORMAL_TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
 def test_normal_matches_reference(backend, shape, stream, dtype):
     got = gmkernels.random.normal(shape, *stream, dtype=dtype)
     want = ref.normal(shape, *stream, dtype=dtype)
-    assert got.shape == want.shape and got.dtype == dtype
-    assert torch.allclose(got, want, rtol=0, atol=NORMAL_TOL[dtype]), report(got, want)
+    assert got.dtype == dtype
+    assert_close(got, want, kind="normal")
 
 
 def test_normal_float32_large(backend):
@@ -98,15 +99,14 @@ def test_normal_float32_large(backend):
     for shape in [(256, 4096), (2**18, 4)]:
         got = gmkernels.random.normal(shape, 99, 5)
         want = ref.normal(shape, 99, 5)
-        assert torch.allclose(got, want, rtol=0, atol=1e-6), report(got, want)
+        assert_close(got, want, kind="normal", what=str(shape))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_types_round_the_float32_draws(backend, dtype):
     got = gmkernels.random.normal((33, 17), 4, 2, dtype=dtype)
     want = ref.normal((33, 17), 4, 2, dtype=torch.float32).to(dtype)
-    assert got.dtype == dtype
-    assert torch.equal(got, want), report(got, want)
+    assert_equal(got, want)
 
 
 @pytest.mark.parametrize("shape", [(5,), (3, 7), (129, 3), (4, 1031), (2, 3, 5)])
@@ -116,7 +116,8 @@ def test_bernoulli_identical(backend, shape):
     for dtype in (torch.float32, torch.float64):
         got = gmkernels.random.bernoulli(p.to(dtype), 77, 3, 2)
         want = ref.bernoulli(p.to(dtype), 77, 3, 2)
-        assert got.dtype == dtype and torch.equal(got, want), report(got, want)
+        assert got.dtype == dtype
+        assert_equal(got, want, str(dtype))
     assert bool((gmkernels.random.bernoulli(torch.zeros(100), 1) == 0).all())
     assert bool((gmkernels.random.bernoulli(torch.ones(100), 1) == 1).all())
 
@@ -126,7 +127,7 @@ def test_non_contiguous_out_and_p():
     out = torch.empty(9, 130).t()               # (130, 9), not contiguous
     torch.ops.gmkernels.random_normal_(out, 5, 1, 0)
     want = ref.normal((130, 9), 5, 1)
-    assert torch.allclose(out, want, atol=1e-6), report(out, want)
+    assert_close(out, want, kind="normal")
     p = torch.rand(9, 130).t()
     assert torch.equal(gmkernels.random.bernoulli(p, 3), ref.bernoulli(p.contiguous(), 3))
 
@@ -136,7 +137,7 @@ def test_row_invariance(backend, shape):
     full = gmkernels.random.normal(shape, 11, 4, 0)
     for b in range(0, shape[0], max(1, shape[0] // 3)):
         one = gmkernels.random.normal((1,) + shape[1:], 11, 4, b)
-        assert torch.equal(one[0], full[b]), f"row {b}: {report(one[0], full[b])}"
+        assert_equal(one[0], full[b], f"row {b}")
         shard = gmkernels.random.uint32((2,) + shape[1:], 11, 4, b)
         assert torch.equal(shard[0], gmkernels.random.uint32(shape, 11, 4)[b])
 
@@ -165,7 +166,7 @@ def test_every_cpu_simd_path_gives_the_same_words():
                     n = gmkernels.random.normal(shape, 2**35 + 3, 2**34 + 1, 17)
                 assert torch.equal(got, ref.uint32(shape, 2**35 + 3, 2**34 + 1, 17)), isa
                 want = ref.normal(shape, 2**35 + 3, 2**34 + 1, 17)
-                assert torch.allclose(n, want, atol=1e-6), f"{isa}: {report(n, want)}"
+                assert_close(n, want, kind="normal", what=isa)
     finally:
         _C.set_cpu_isa("auto")
 
@@ -282,3 +283,129 @@ def test_opcheck_fill_ops(name):
 
 def test_opcheck_bernoulli():
     torch.library.opcheck(torch.ops.gmkernels.random_bernoulli, (torch.rand(6, 5), 3, 1, 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The Triton fill kernels on their own (the `triton` fixture makes the backend current, or
+# skips with the reason where it cannot run)
+
+TRITON_SHAPES = [(), (5,), (3, 7), (2, 3, 5), (0, 4), (129, 3), (4, 1031)]
+# (seed, offset, sample_offset): zero, words >= 2^31 in every half, >= 2^32, and the tops.
+TRITON_STREAMS = [(0, 0, 0), (0x89ABCDEF, 0x80000001, 2**31 + 3), (2**32 + 5, 2**40 + 17, 1000),
+                  (2**64 - 1, 2**64 - 1, 2**32 - 200)]
+ALL_FLOATS = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def random_streams(n, seed=0):
+    """n further (seed, offset, sample_offset) triples drawn over the whole uint64 range."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        s, o = (int(v) % 2**64 for v in torch.randint(-2**63, 2**63 - 1, (2,), generator=g))
+        out.append((s, o, int(torch.randint(0, 2**31, (1,), generator=g))))
+    return out
+
+
+@pytest.mark.parametrize("shape", TRITON_SHAPES)
+def test_triton_uint32_words_identical(triton, shape):
+    for seed, offset, so in TRITON_STREAMS + random_streams(2):
+        got = gmkernels.random.uint32(shape, seed, offset, so)
+        want = ref.uint32(shape, seed, offset, so)
+        assert got.dtype == torch.int64, got.dtype
+        assert_equal(got, want, f"stream {(seed, offset, so)}")
+
+
+def test_triton_uint32_words_equal_native(triton):
+    # The C++ kernel and the reference agree already; this pins Triton to the C++ directly.
+    shape, stream = (37, 45), (2**63 + 99, 2**35 + 1, 12)
+    got = gmkernels.random.uint32(shape, *stream)
+    with gmkernels.use_backend("native"):
+        want = gmkernels.random.uint32(shape, *stream)
+    assert_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", TRITON_SHAPES)
+def test_triton_uniform_and_rademacher_identical(triton, shape):
+    stream = TRITON_STREAMS[1]
+    for dtype in ALL_FLOATS:
+        got = gmkernels.random.uniform(shape, *stream, dtype=dtype)
+        want = ref.uniform(shape, *stream, dtype=dtype)
+        assert_equal(got, want, f"uniform {dtype}")
+        got = gmkernels.random.rademacher(shape, *stream, dtype=dtype)
+        want = ref.rademacher(shape, *stream, dtype=dtype)
+        assert_equal(got, want, f"rademacher {dtype}")
+
+
+@pytest.mark.parametrize("shape", TRITON_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_normal_matches_reference(triton, shape, dtype):
+    for stream in TRITON_STREAMS[1:3]:
+        got = gmkernels.random.normal(shape, *stream, dtype=dtype)
+        want = ref.normal(shape, *stream, dtype=dtype)
+        assert got.dtype == dtype
+        assert_close(got, want, kind="normal", what=f"{dtype} stream {stream}")
+
+
+def test_triton_normal_many_draws(triton):
+    # 2^16 normals: much of the range of the Box-Muller radius and angle, several programs.
+    got = gmkernels.random.normal((16, 4096), 2**62 + 1, 9)
+    want = ref.normal((16, 4096), 2**62 + 1, 9)
+    assert_close(got, want, kind="normal")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_triton_half_types_round_the_float32_draws(triton, dtype):
+    # Rounded to nearest even like torch's .to(dtype): the interpreter's own float32 ->
+    # bfloat16 cast truncates, which the kernels work around (gmkernels.triton._philox.cast_to).
+    for draw in ("uniform", "normal"):
+        got = getattr(gmkernels.random, draw)((33, 17), 4, 2, dtype=dtype)
+        want = getattr(ref, draw)((33, 17), 4, 2, dtype=torch.float32).to(dtype)
+        assert_equal(got, want, draw)
+
+
+@pytest.mark.parametrize("shape", [(), (5,), (3, 7), (129, 3), (4, 1031)])
+def test_triton_bernoulli_identical(triton, shape):
+    p = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    p.view(-1)[:3] = torch.tensor([0.0, 1.0, 0.5])[: p.numel()]
+    for dtype in ALL_FLOATS:
+        got = gmkernels.random.bernoulli(p.to(dtype), 2**33 + 77, 3, 2)
+        want = ref.bernoulli(p.to(dtype), 2**33 + 77, 3, 2)
+        assert_equal(got, want, str(dtype))
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (300, 2), (5, 300), (4, 3, 3)])
+def test_triton_row_invariance(triton, shape):
+    seed, offset = 2**40 + 11, 2**32 + 4
+    full = gmkernels.random.normal(shape, seed, offset)
+    words = gmkernels.random.uint32(shape, seed, offset)
+    for b in range(0, shape[0], max(1, shape[0] // 3)):
+        one = gmkernels.random.normal((1,) + shape[1:], seed, offset, b)
+        assert_equal(one[0], full[b], f"normal row {b}")
+        shard = gmkernels.random.uint32((2,) + shape[1:], seed, offset, b)
+        assert_equal(shard[0], words[b], f"uint32 row {b}")
+
+
+def test_triton_non_contiguous_out_and_p(triton):
+    from gmkernels.triton import random as tri_random
+
+    out = torch.empty(9, 130).t()  # (130, 9), column-major
+    tri_random.fill_(out, "normal", 5, 1, 0)
+    assert_close(out, ref.normal((130, 9), 5, 1), kind="normal", what="normal")
+    out = torch.empty(9, 130, dtype=torch.int64)[:, ::2]
+    tri_random.fill_(out, "uint32", 5, 1, 0)
+    assert_equal(out, ref.uint32((9, 65), 5, 1), "uint32")
+    p = torch.rand(9, 130).t()
+    got, want = tri_random.bernoulli(p, 3, 0, 0), ref.bernoulli(p.contiguous(), 3)
+    assert got.is_contiguous()
+    assert_equal(got, want, "bernoulli")
+
+
+def test_triton_fill_rejects_bad_dtype_and_draw(triton):
+    from gmkernels.triton import random as tri_random
+
+    with pytest.raises(TypeError, match="int64"):
+        tri_random.fill_(torch.empty(3), "uint32", 0)
+    with pytest.raises(TypeError, match="draw='normal'"):
+        tri_random.fill_(torch.empty(3, dtype=torch.int32), "normal", 0)
+    with pytest.raises(ValueError, match="draw must be one of"):
+        tri_random.fill_(torch.empty(3), "gamma", 0)

@@ -8,7 +8,7 @@ import torch
 
 import gmkernels
 from gmkernels.flows import RealNVP
-from conftest import report
+from _helpers import assert_close, tol
 
 
 def random_flow(dim, n_layers=4, hidden=16, seed=0, dtype=torch.float64, clamp=2.0,
@@ -37,10 +37,10 @@ def test_round_trip(backend, scale, dtype):
     x = torch.randn(64, 5, dtype=dtype)
     z, ld = flow(x)
     x2, ld2 = flow.inverse(z)
-    tol = 1e-4 if dtype == torch.float32 else 1e-10
     assert z.dtype == dtype and ld.shape == (64,)
-    assert torch.allclose(x2, x, rtol=tol, atol=tol), report(x2, x)
-    assert torch.allclose(ld + ld2, torch.zeros_like(ld), atol=tol * 10), report(ld, -ld2)
+    assert_close(x2, x, kind="round_trip", what="x round trip")
+    assert_close(ld2, -ld, rtol=0, atol=tol("round_trip", dtype)["atol"] * 10,
+                 what="logdet round trip")
 
 
 @pytest.mark.parametrize("scale,clamp", [("exp", 2.0), ("exp", None), ("sigmoid", None)])
@@ -106,7 +106,7 @@ def test_sample_and_dtypes_and_backward():
         RealNVP(1, 2, 4)
 
 
-def test_maximum_likelihood_fits_a_gaussian():
+def test_maximum_likelihood_fits_a_gaussian(one_thread):
     """A few hundred Adam steps of maximum likelihood on a correlated Gaussian bring the mean
     NLL close to the target's entropy. Target: N(m, S), S = [[1, .8], [.8, 1]], entropy
     H = 1 + log(2 pi) + 0.5 log det S = 2.327. The test NLL is a mean over 4000 fresh samples
@@ -119,18 +119,13 @@ def test_maximum_likelihood_fits_a_gaussian():
     draw = lambda n: torch.randn(n, 2) @ Lc.T + m  # noqa: E731
     flow = RealNVP(2, 4, 32, clamp=3.0)
     opt = torch.optim.Adam(flow.parameters(), lr=5e-3)
-    # one thread: tiny matmuls gain nothing from two, and on a loaded 2-core machine a
-    # descheduled OpenMP thread made each step ~30x slower (measured 9 ms vs 330 ms)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for _ in range(300):
-            loss = -flow.log_prob(draw(256)).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    finally:
-        torch.set_num_threads(threads)
+    # one thread (the fixture): tiny matmuls gain nothing from two, and on a loaded 2-core
+    # machine a descheduled OpenMP thread made each step ~30x slower (measured 9 ms vs 330 ms)
+    for _ in range(300):
+        loss = -flow.log_prob(draw(256)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     with torch.no_grad():
         nll = -flow.log_prob(draw(4000)).mean().item()
     H = 1 + math.log(2 * math.pi) + 0.5 * math.log(torch.linalg.det(S).item())

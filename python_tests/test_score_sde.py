@@ -16,14 +16,9 @@ from gmkernels.score import (DDPMSchedule, VESDE, VPSDE, subVPSDE, ddpm_sample,
                              denoising_score_matching_loss, sample)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Sampler steps on (4000, 2) tensors: OpenMP fork-join costs more than the work on the
-    # 2-core dev box (see test_langevin_samplers.py); results do not depend on thread count.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# Sampler steps on (4000, 2) tensors: OpenMP fork-join costs more than the work on the 2-core
+# dev box (conftest.one_thread); results do not depend on the thread count.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------
