@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build gmkernels into .venv (tools/env.sh) and run the test suite. Extra args go to pytest.
+# Set up .venv and build gmkernels incrementally (tools/env.sh: a second run with no change
+# reaches pytest in seconds), then run the test suite. Extra args go to pytest.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/tools/env.sh"
