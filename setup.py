@@ -2,8 +2,16 @@
 
     pip install --no-build-isolation -e .          # CPU kernels (any torch >= 2.4)
     GMK_WITH_CUDA=1 pip install --no-build-isolation .   # and the CUDA kernels
+    python setup.py build_ext --inplace            # the extension only, incrementally in build/
+
+tools/env.sh (what tools/test.sh and tools/bench.sh run) registers the package once with
+GMK_BUILD_EXT=0 and then builds the extension with `build_ext --inplace`: the objects stay in
+build/, so ninja recompiles only what changed.
 
 Environment:
+  GMK_BUILD_EXT      1 (default): build the extension; 0: package only, no extension and no
+                     torch import (to register an editable install whose extension is built
+                     in place by `setup.py build_ext --inplace`).
   GMK_WITH_CUDA      auto (default): build the CUDA kernels when torch is a CUDA build and nvcc
                      is found; 1: require them (fail loudly otherwise); 0: never.
   TORCH_CUDA_ARCH_LIST  architectures of the CUDA build, default "8.0;9.0".
@@ -70,7 +78,19 @@ def want_cuda(torch):
     return cuda_torch and cuda_home is not None, cuda_home
 
 
+def headers():
+    """Every header under csrc/: setuptools rebuilds only when a listed file is newer than the
+    .so, so the headers are listed too (ninja's depfiles then pick the objects to recompile)."""
+    return sorted(str(p.relative_to(ROOT)) for p in CSRC.rglob("*")
+                  if p.suffix in (".h", ".cuh", ".hpp")) + ["csrc/SOURCES"]
+
+
 def extensions():
+    flag = os.environ.get("GMK_BUILD_EXT", "1").strip()
+    if flag not in ("0", "1"):
+        sys.exit(f"GMK_BUILD_EXT must be 0 or 1, got {flag!r}")
+    if flag == "0":
+        return [], {}
     import torch
 
     with_cuda, cuda_home = want_cuda(torch)
@@ -98,6 +118,7 @@ def extensions():
             break
     common = dict(
         include_dirs=include_dirs,
+        depends=headers(),
         define_macros=define + ([("GMK_WITH_CUDA", "1")] if with_cuda else []),
         extra_link_args=["-fopenmp"],
     )

@@ -1,5 +1,6 @@
-"""pytest-benchmark over the random cases of the gmkernels.bench registry (normal fills; in
-the full suite also uniform fills), grouped by case.
+"""pytest-benchmark over the random cases of the gmkernels.bench registry
+(gmkernels/bench/cases_random.py: normal fills; in the full suite also uniform fills), grouped
+by case.
 
     pytest benchmarks/bench_random.py --benchmark-only
     GMK_BENCH_SUITE=full pytest benchmarks/bench_random.py --benchmark-only

@@ -1,10 +1,11 @@
-"""pytest-benchmark over the RBM cases of the gmkernels.bench registry (issue 5): the fused
-k-step Gibbs op against the eager loop, torch.compile and the GEMM floor; AIS and exact log Z.
+"""pytest-benchmark over the rbm cases of the gmkernels.bench registry
+(gmkernels/bench/cases_rbm.py): the fused k-step Gibbs op against the eager loop,
+torch.compile and the GEMM floor; AIS and exact log Z.
 
     pytest benchmarks/bench_rbm.py --benchmark-only                 # quick cases
     GMK_BENCH_SUITE=full pytest benchmarks/bench_rbm.py --benchmark-only
 
-``python -m gmkernels.bench --filter rbm`` runs the same cases with ratio tables.
+``python -m gmkernels.bench --family rbm`` runs the same cases with ratio tables.
 """
 
 import pytest

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build gmkernels into .venv (tools/env.sh) and run the benchmark suite (quick by default).
+# Set up .venv and build gmkernels incrementally (tools/env.sh), then run the benchmark suite
+# (quick by default).
 # Extra args go to `python -m gmkernels.bench` (--full, --filter, --out, ...).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

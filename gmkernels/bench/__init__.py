@@ -3,19 +3,24 @@
 Every op is timed side by side, in one run, against the baselines a user would otherwise
 have: the hand-written PyTorch expression (``eager``), the same function under
 ``torch.compile`` (``compile``), and the memory floor (``floor``: a kernel that moves the same
-bytes and computes nothing). Tables report medians and the ratios the issues set targets on.
+bytes and computes nothing). Tables report medians and the ratios the targets are set on.
 
 Layout:
-  registry.py       :class:`Case` and the registry; ``compiled``/``warm_compile`` share one
-                    ``torch.compile`` per function across cases
-  cases_<family>.py the cases of one op family (sde, random; later flows, boltzmann, trace)
+  registry.py       :class:`Case`, the families and the registry; ``compiled``/``warm_compile``
+                    share one ``torch.compile`` per function across cases, and
+                    ``compile_settings`` scopes the dynamo/Inductor settings to the bench's own
+                    compiles
+  cases_<family>.py the cases of one op family, named as the op groups are: cases_random,
+                    cases_sde (the Langevin step, the fused SDE steps, a sampling loop),
+                    cases_planar, cases_coupling (the flows), cases_rbm, cases_bm (the
+                    Boltzmann machines)
   timing.py         warm-up + repeated samples -> median and IQR
   runner.py         runs cases x providers, one failure never ends the run; machine info
   report.py         stdout tables, results.md, results.json, results.png
   __main__.py       the command line
 
-The same registry drives the pytest-benchmark modules in ``benchmarks/`` (``bench_sde.py``,
-``bench_random.py``) through :func:`pytest_params`.
+The same registry drives the pytest-benchmark modules ``benchmarks/bench_<family>.py`` (one per
+family) through :func:`pytest_params`.
 
 >>> from gmkernels.bench import select, run
 >>> recs = run(select("quick", ["langevin_step/1024x2"]), providers=["eager", "gmkernels"])
@@ -23,17 +28,19 @@ The same registry drives the pytest-benchmark modules in ``benchmarks/`` (``benc
 
 from __future__ import annotations
 
-from .registry import (PROVIDERS, Case, ProviderUnavailable, all_cases, compiled, register,
-                       select, warm_compile)
+from .registry import (FAMILIES, PROVIDERS, Case, ProviderUnavailable, all_cases, compile_settings,
+                       compiled, register, require_fused, select, warm_compile, warm_up)
 from .runner import machine_info, run
 from .timing import measure
 
-__all__ = ["PROVIDERS", "Case", "ProviderUnavailable", "all_cases", "compiled", "register",
-           "select", "warm_compile", "run", "machine_info", "measure", "pytest_params"]
+__all__ = ["FAMILIES", "PROVIDERS", "Case", "ProviderUnavailable", "all_cases",
+           "compile_settings", "compiled", "register", "require_fused", "select", "warm_compile",
+           "warm_up", "run", "machine_info", "measure", "pytest_params"]
 
 
 def pytest_params(family: str, suite: str | None = None):
-    """``pytest.param(case, provider, id=...)`` for every (case, provider) of ``family`` in
+    """``pytest.param(case, provider, id=...)`` for every (case, provider) of ``family`` (one of
+    :data:`FAMILIES`) in
     ``suite`` (default: the ``GMK_BENCH_SUITE`` environment variable, else ``"quick"``), for
     ``@pytest.mark.parametrize("case,provider", ...)`` in ``benchmarks/bench_<family>.py``."""
     import os

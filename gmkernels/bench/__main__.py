@@ -27,6 +27,7 @@ distribution. A provider that fails is reported as error[n] in its table; the ru
 examples:
   python -m gmkernels.bench                          # quick suite (about 4 min on 2 cores)
   python -m gmkernels.bench --filter langevin --no-compile
+  python -m gmkernels.bench --family bm              # one family (--filter bm matches rbm too)
   python -m gmkernels.bench --full --threads 1 --out bench_out/full_t1
   python -m gmkernels.bench --list --full            # the case ids --filter matches
 """
@@ -41,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     suite = p.add_mutually_exclusive_group()
     suite.add_argument("--quick", dest="suite", action="store_const", const="quick",
-                       help="the default: each op at its issue's target size, float32 (Langevin and "
+                       help="the default: each op at its target size, float32 (Langevin and "
                             "SDE steps and normal fills of 2^22, planar K=32 D=16 B=65536, "
                             "coupling (65536, 64) and images, RBM 784x500 k=10, BM D=256); "
                             "about 4 min on 2 cores")
@@ -53,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="run only cases whose id (family/op/shape/dtype, e.g. "
                         "sde/langevin_step/1024x4096/float32) contains SUBSTR; repeatable "
                         "(any match)")
+    p.add_argument("--family", action="append", default=[], metavar="NAME",
+                   help="run only the cases of this op family: one of "
+                        "random, sde, planar, coupling, rbm, bm; repeatable (any match)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch.set_num_threads(N) first (default: torch.get_num_threads(), "
                         "recorded per row)")
@@ -72,6 +76,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-plot", action="store_true", help="do not write results.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = p.parse_args(argv)
+    from .registry import FAMILIES
+
+    unknown = [f for f in args.family if f not in FAMILIES]
+    if unknown:
+        p.error(f"--family must be one of {', '.join(FAMILIES)}, got {', '.join(unknown)}")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be >= 1")
     if args.repeat is not None and args.repeat < 1:
@@ -97,14 +106,14 @@ def main(argv=None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
-    cases = registry.select(args.suite, args.filter)
+    cases = registry.select(args.suite, args.filter, args.family)
     if args.list:
         for c in cases:
             print(f"{c.id}  providers: {', '.join(p for p in registry.PROVIDERS if p in c.providers)}")
         return 0
     if not cases:
-        print(f"gmkernels.bench: no {args.suite} case matches --filter {args.filter}; "
-              "see --list", file=sys.stderr)
+        print(f"gmkernels.bench: no {args.suite} case matches --filter {args.filter} "
+              f"--family {args.family}; see --list", file=sys.stderr)
         return 2
 
     providers = list(registry.PROVIDERS)

@@ -1,5 +1,5 @@
-"""Benchmark cases of the affine coupling transform (issue #4): forward + logdet, and forward
-+ backward, on (B, D) = (65536, 64) and on (256, 16, 32, 32) images with a checkerboard mask.
+"""Benchmark cases of the coupling family, the affine coupling transform: forward + logdet,
+and forward + backward, on (B, D) = (65536, 64) and on (256, 16, 32, 32) images with a checkerboard mask.
 
 Providers:
 
@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import _backend
-from ..ops.coupling import affine_coupling
-from .registry import Case, ProviderUnavailable, register, warm_compile
+from .. import affine_coupling
+from .registry import Case, compiled, register, require_fused, warm_compile, warm_up
 
 
 def coupling_eager(x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor):
@@ -51,13 +50,6 @@ def _setup(case: Case, device: torch.device) -> dict:
             "gld": gld}
 
 
-def _require_fused(x: torch.Tensor) -> None:
-    if _backend.choose("affine_coupling", x.device) == "reference" or not hasattr(
-            torch.ops.gmkernels, "affine_coupling"):
-        raise ProviderUnavailable("gmkernels.affine_coupling has no native/triton kernel here "
-                                  "(extension not loaded or too old); it would run the reference")
-
-
 # ---- forward + logdet
 
 def _eager(inp):
@@ -71,7 +63,7 @@ def _compile(inp):
 
 def _gmkernels(inp):
     x, s, t, m = inp["x"], inp["s"], inp["t"], inp["mask"]
-    _require_fused(x)
+    require_fused("affine_coupling", x.device)
     return lambda: affine_coupling(x, s, t, m)
 
 
@@ -99,18 +91,12 @@ def _eager_fb(inp):
 
 
 def _compile_fb(inp):
-    from .registry import compiled
     f = compiled(coupling_eager)
-    run = _fwd_bwd(f, inp, "maskf")
-    try:
-        run()
-    except Exception as e:  # noqa: BLE001  (Inductor raises many types)
-        raise ProviderUnavailable(f"torch.compile failed: {type(e).__name__}: {e}"[:300]) from e
-    return run
+    return warm_up(_fwd_bwd(f, inp, "maskf"))  # compiles forward and backward, untimed
 
 
 def _gmkernels_fb(inp):
-    _require_fused(inp["x"])
+    require_fused("affine_coupling", inp["x"].device)
     return _fwd_bwd(lambda x, s, t, m: affine_coupling(x, s, t, m), inp, "mask")
 
 
@@ -131,18 +117,18 @@ PROVIDERS_FB = {"eager": _eager_fb, "compile": _compile_fb, "gmkernels": _gmkern
                 "floor": _floor_fb}
 
 _NOTES = {
-    (65536, 64): "issue #4 target: forward+logdet >= 3x eager and >= 1.2x compile",
+    (65536, 64): "target: forward+logdet >= 3x eager and >= 1.2x compile",
     (256, 16, 32, 32): "images, checkerboard mask (1, 1, 32, 32): measured",
 }
 
 for _shape in ((65536, 64), (256, 16, 32, 32)):
-    register(Case(family="flows", op="affine_coupling", shape=_shape, dtype=torch.float32,
+    register(Case(family="coupling", op="affine_coupling", shape=_shape, dtype=torch.float32,
                   setup=_setup, providers=PROVIDERS, suites=frozenset({"quick", "full"}),
                   note=_NOTES[_shape]))
-    register(Case(family="flows", op="affine_coupling_fwd_bwd", shape=_shape,
+    register(Case(family="coupling", op="affine_coupling_fwd_bwd", shape=_shape,
                   dtype=torch.float32, setup=_setup, providers=PROVIDERS_FB,
                   suites=frozenset({"quick", "full"}),
                   note="forward + backward (grads of x, s, t): measured"))
-    register(Case(family="flows", op="affine_coupling", shape=_shape, dtype=torch.float64,
+    register(Case(family="coupling", op="affine_coupling", shape=_shape, dtype=torch.float64,
                   setup=_setup, providers=PROVIDERS, suites=frozenset({"full"}),
                   note="float64"))

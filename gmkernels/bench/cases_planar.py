@@ -1,4 +1,5 @@
-"""Benchmark cases of the planar flow (issue 4): K = 32 layers, D = 16, B = 65,536, float32.
+"""Benchmark cases of the planar family, the planar flow: K = 32 layers, D = 16, B = 65,536,
+float32.
 
 Ops (the case's ``shape`` is (B, K, D)):
 
@@ -23,10 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.planar import planar_flow, planar_u_hat
+from .. import planar_flow, planar_u_hat
 from ..reference import planar as _ref
-from .cases_sde import _require_fused
-from .registry import Case, ProviderUnavailable, compiled, register, warm_compile
+from .registry import Case, compiled, register, require_fused, warm_compile, warm_up
 
 B, K, D = 65536, 32, 16
 
@@ -82,7 +82,7 @@ def _compile_fwd(inp):
 
 
 def _gmkernels(inp):
-    _require_fused("planar_flow", inp["z"])
+    require_fused("planar_flow", inp["z"].device)
     return _fwd(planar_flow)(inp)
 
 
@@ -98,16 +98,11 @@ def _eager_bwd(inp):
 
 def _compile_bwd(inp):
     f = compiled(_ref.planar_flow)
-    run = _loss_grads(f, inp)
-    try:
-        run()  # compiles forward and backward outside the timed region
-    except Exception as e:  # noqa: BLE001 - Inductor raises many types
-        raise ProviderUnavailable(f"torch.compile failed: {type(e).__name__}: {e}"[:300]) from e
-    return run
+    return warm_up(_loss_grads(f, inp))  # compiles forward and backward, untimed
 
 
 def _gmkernels_bwd(inp):
-    _require_fused("planar_flow", inp["z"])
+    require_fused("planar_flow", inp["z"].device)
     return _loss_grads(planar_flow, inp)
 
 
@@ -116,22 +111,22 @@ FWD_BWD = {"eager": _eager_bwd, "compile": _compile_bwd, "gmkernels": _gmkernels
            "floor": _floor}
 
 _NOTES = {
-    "planar_flow": "issue 4 target: >= 10x eager, >= 3x compile",
-    "planar_flow_fwd_bwd": "issue 4 target: >= 5x eager; floor = one copy of z",
+    "planar_flow": "target: >= 10x eager, >= 3x compile",
+    "planar_flow_fwd_bwd": "target: >= 5x eager; floor = one copy of z",
     "planar_flow_per_sample": "per-sample (B, K, D) parameters: reads 2*B*K*D floats; measured",
     "planar_flow_per_sample_fwd_bwd": "per-sample parameters, forward + backward; measured",
 }
 
 
 def _case(op, shape, per_sample, providers, suites):
-    register(Case(family="flows", op=op, shape=shape, dtype=torch.float32,
+    register(Case(family="planar", op=op, shape=shape, dtype=torch.float32,
                   setup=lambda case, device, ps=per_sample: _setup(case, device, ps),
                   providers=providers, suites=frozenset(suites), note=_NOTES[op]))
 
 
 _case("planar_flow", (B, K, D), False, FWD, {"quick", "full"})
 _case("planar_flow_fwd_bwd", (B, K, D), False, FWD_BWD, {"quick", "full"})
-# Per sample: --full only (B = 8192, and the issue's B = 65,536, whose eager backward holds
+# Per sample: --full only (B = 8192, and the target's B = 65,536, whose eager backward holds
 # ~2 GB of intermediates): with their compile warm-ups they took minutes of the quick suite.
 _case("planar_flow_per_sample", (8192, K, D), True, FWD, {"full"})
 _case("planar_flow_per_sample_fwd_bwd", (8192, K, D), True, FWD_BWD, {"full"})

@@ -16,9 +16,8 @@ import itertools
 
 import torch
 
-from .. import _backend
 from .. import random as gmk_random
-from .registry import Case, ProviderUnavailable, register, warm_compile
+from .registry import Case, register, require_fused, warm_compile
 
 SEED = 20240531
 ROW = 4096
@@ -59,9 +58,7 @@ def _compile(inp):
 def _gmkernels(inp):
     _, fn, dispatcher_op = FILLS[inp["op"]]
     shape, dtype, device = inp["shape"], inp["dtype"], inp["device"]
-    if _backend.choose(dispatcher_op, device) == "reference":
-        raise ProviderUnavailable(f"gmkernels.random.{inp['op']} has no native/triton kernel for "
-                                  f"{device.type} here; it would run the slow reference")
+    require_fused(dispatcher_op, device, what=f"gmkernels.random.{inp['op']}")
     step = itertools.count()  # a fresh stream position per call, as a sampler would use
     return lambda: fn(shape, SEED, next(step), dtype=dtype, device=device)
 

@@ -1,4 +1,4 @@
-"""Benchmark cases of the RBM ops (issue 5): k-step block Gibbs, AIS and exact log Z.
+"""Benchmark cases of the rbm family: k-step block Gibbs, AIS and exact log Z.
 
 ``rbm_gibbs``, k = 10 steps of a 784 x 500 RBM on B = 1024 chains (float32). Providers:
 
@@ -21,9 +21,8 @@ import itertools
 
 import torch
 
-from .. import _backend
-from ..ops.rbm import rbm_ais, rbm_gibbs, rbm_log_z_exact
-from .registry import Case, ProviderUnavailable, register, warm_compile
+from .. import rbm_ais, rbm_gibbs, rbm_log_z_exact
+from .registry import Case, register, require_fused, warm_compile
 
 SEED = 20240605
 K = 10
@@ -60,12 +59,6 @@ def _setup(case: Case, device: torch.device) -> dict:
     return {"v0": v0, "W": W, "b": b, "c": c}
 
 
-def _require_fused(op: str, t: torch.Tensor) -> None:
-    if _backend.choose(op, t.device) == "reference":
-        raise ProviderUnavailable(f"gmkernels.{op} has no native/triton kernel for {t.device.type} "
-                                  "here (extension not loaded?); it would run the slow reference")
-
-
 def _eager(inp):
     a = (inp["v0"], inp["W"], inp["b"], inp["c"])
     return lambda: gibbs_eager(*a, K)
@@ -77,7 +70,7 @@ def _compile(inp):
 
 def _gmkernels(inp):
     v0, W, b, c = inp["v0"], inp["W"], inp["b"], inp["c"]
-    _require_fused("rbm_gibbs", v0)
+    require_fused("rbm_gibbs", v0.device)
     step = itertools.count()
     return lambda: rbm_gibbs(v0, W, b, c, K, seed=SEED, offset=2 * K * next(step))
 
@@ -115,7 +108,7 @@ register(Case(family="rbm", op="rbm_gibbs", shape=(64, 64, 32), dtype=torch.floa
 def _ais_provider(n_betas: int):
     def build(inp):
         W, b, c = inp["W"], inp["b"], inp["c"]
-        _require_fused("rbm_ais", W)
+        require_fused("rbm_ais", W.device)
         return lambda: rbm_ais(W, b, c, n_chains=inp["v0"].shape[0], n_betas=n_betas, seed=SEED)
     # shape = (chains, n_visible, n_hidden, n_betas)
     return build
@@ -123,7 +116,7 @@ def _ais_provider(n_betas: int):
 
 def _logz(inp):
     W, b, c = inp["W"], inp["b"], inp["c"]
-    _require_fused("rbm_log_z_exact", W)
+    require_fused("rbm_log_z_exact", W.device)
     return lambda: rbm_log_z_exact(W, b, c)
 
 

@@ -7,11 +7,13 @@ callable over those inputs. The runner (:mod:`gmkernels.bench.runner`) and the p
 modules in ``benchmarks/`` both read this registry, so a case added here shows up in both.
 
 Adding a family: write ``gmkernels/bench/cases_<family>.py`` that calls :func:`register` at
-import time, and add its module name to :data:`CASE_MODULES`.
+import time, and add the family's name to :data:`FAMILIES` (the op group's name, as in
+``csrc/`` and ``gmkernels/ops/``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
@@ -31,8 +33,12 @@ __all__ = [
     "register",
     "all_cases",
     "select",
+    "FAMILIES",
     "compiled",
+    "compile_settings",
     "warm_compile",
+    "warm_up",
+    "require_fused",
     "use_inductor_cache",
 ]
 
@@ -54,11 +60,12 @@ PROVIDER_NOTES = {
 PROVIDER_RNG = {"eager": "torch", "compile": "torch", "gmkernels": "philox",
                 "gmkernels_inplace": "philox", "floor": None}
 
+# The op groups, named as in csrc/, gmkernels/ops/ and python_tests/: a case's family, and
+# its module gmkernels/bench/cases_<family>.py (one file per family).
+FAMILIES = ("sde", "random", "planar", "coupling", "rbm", "bm")
+
 # Modules that register cases; imported lazily by all_cases() so `--help` stays fast.
-CASE_MODULES = ("gmkernels.bench.cases_sde", "gmkernels.bench.cases_sde_steps",
-                "gmkernels.bench.cases_random", "gmkernels.bench.cases_planar",
-                "gmkernels.bench.cases_coupling", "gmkernels.bench.cases_rbm",
-                "gmkernels.bench.cases_bm")
+CASE_MODULES = tuple(f"gmkernels.bench.cases_{f}" for f in FAMILIES)
 
 SUITES = ("quick", "full")
 
@@ -76,7 +83,8 @@ class Case:
     """One benchmark point.
 
     Attributes:
-        family: op family (``"sde"``, ``"random"``, later ``"flows"``, ``"boltzmann"``, ...).
+        family: op family, one of :data:`FAMILIES` (``"sde"``, ``"random"``, ``"planar"``,
+            ``"coupling"``, ``"rbm"``, ``"bm"``).
         op: the op measured (``"langevin_step"``, ``"normal"``, ...).
         shape: shape of the main tensor.
         dtype: its dtype.
@@ -129,6 +137,8 @@ _REGISTRY: dict[str, Case] = {}
 def register(case: Case) -> Case:
     """Adds ``case`` to the registry (ids must be unique: a duplicate is a bug in a cases
     module, so it raises rather than silently replacing)."""
+    if case.family not in FAMILIES:
+        raise ValueError(f"case {case.id}: unknown family {case.family!r}; known: {FAMILIES}")
     unknown = set(case.providers) - set(PROVIDERS)
     if unknown:
         raise ValueError(f"case {case.id}: unknown providers {sorted(unknown)}; known: {PROVIDERS}")
@@ -155,6 +165,9 @@ def select(suite: str = "quick", filters: Iterable[str] = (), families: Iterable
         raise ValueError(f"suite must be one of {SUITES}, got {suite!r}")
     filters = [f for f in filters if f]
     families = set(families)
+    unknown = families - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"families must be among {FAMILIES}, got {sorted(unknown)}")
     return [c for c in all_cases()
             if suite in c.suites
             and (not families or c.family in families)
@@ -162,6 +175,36 @@ def select(suite: str = "quick", filters: Iterable[str] = (), families: Iterable
 
 
 _COMPILED: dict[Callable, Callable] = {}
+
+
+@contextlib.contextmanager
+def compile_settings():
+    """The dynamo and Inductor settings of the bench's compiles, for the length of a ``with``
+    block only: the previous values come back at its end, so importing or running the bench
+    changes nothing for other ``torch.compile`` users in the process.
+
+    * Dynamo counts recompiles per code object, so the --full sweep (22 shapes of one
+      function) would pass the default limit of 8 and silently run eager from then on: the
+      limit is raised, and hitting it is made an error (reported in the table) rather than
+      timing eager as "compile".
+    * Inductor compiles in this process (``compile_threads = 1``): by default it starts a pool
+      of worker processes (each imports torch, ~10 s of CPU on a loaded 2-core machine) that
+      would still be warming up in the background while the next providers are timed.
+    """
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
+
+    dyn = {}
+    # the name changed across torch versions (cache_size_limit is now an alias)
+    limit = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+    if hasattr(dynamo_config, limit):
+        dyn[limit] = max(getattr(dynamo_config, limit), 256)
+    if hasattr(dynamo_config, "accumulated_recompile_limit"):
+        dyn["accumulated_recompile_limit"] = max(dynamo_config.accumulated_recompile_limit, 1024)
+    if hasattr(dynamo_config, "fail_on_recompile_limit_hit"):
+        dyn["fail_on_recompile_limit_hit"] = True
+    with dynamo_config.patch(dyn), inductor_config.patch(compile_threads=1):
+        yield
 
 
 def compiled(fn: Callable) -> Callable:
@@ -174,29 +217,11 @@ def compiled(fn: Callable) -> Callable:
     (a descheduled thread stalls the barrier) against ~0.5 ms static. The on-disk Inductor cache
     (TORCHINDUCTOR_CACHE_DIR) makes a repeated run's compiles cheap.
 
-    Dynamo counts recompiles per code object, so the --full sweep (22 shapes of one function)
-    would pass the default limit of 8 and silently run eager from then on; the limit is raised,
-    and hitting it is made an error.
+    Compiling happens at the first call: make it through :func:`warm_compile` or
+    :func:`warm_up`, which apply :func:`compile_settings`.
     """
     c = _COMPILED.get(fn)
     if c is None:
-        import torch._dynamo
-
-        cfg = torch._dynamo.config
-        for name in ("recompile_limit", "cache_size_limit"):  # the name changed across torch versions
-            if hasattr(cfg, name):
-                setattr(cfg, name, max(getattr(cfg, name), 256))
-        if hasattr(cfg, "accumulated_recompile_limit"):
-            cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 1024)
-        if hasattr(cfg, "fail_on_recompile_limit_hit"):
-            # past the limit, raise (reported in the table) rather than time eager as "compile"
-            cfg.fail_on_recompile_limit_hit = True
-        import torch._inductor.config as inductor_config
-
-        # Compile in this process: by default Inductor starts a pool of worker processes
-        # (each imports torch, ~10 s of CPU on a loaded 2-core machine) that would still be
-        # warming up in the background while the next providers are being timed.
-        inductor_config.compile_threads = 1
         c = _COMPILED[fn] = torch.compile(fn, dynamic=False)
     return c
 
@@ -222,15 +247,41 @@ def use_inductor_cache(path: str) -> str:
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
 
-def warm_compile(fn: Callable, *args, **kwargs) -> Callable[[], Any]:
-    """The shared compiled version of ``fn``, called once on ``args`` so that compilation (or
-    a recompile for a new rank/dtype) happens here, outside the timed region; returns the
-    zero-argument callable to time. A failure to compile raises :class:`ProviderUnavailable`
-    (the run reports it; pytest skips) instead of taking the whole run down."""
-    f = compiled(fn)
+def warm_up(run: Callable[[], Any]) -> Callable[[], Any]:
+    """Calls ``run`` once under :func:`compile_settings`, so that whatever it compiles (or
+    recompiles for a new rank/dtype) is compiled here, outside the timed region; returns
+    ``run``. A failure raises :class:`ProviderUnavailable` (the run reports it; pytest skips)
+    instead of taking the whole run down."""
     try:
-        f(*args, **kwargs)
+        with compile_settings():
+            run()
     except Exception as e:  # Inductor raises many types: missing compiler, codegen bugs, ...
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ProviderUnavailable(f"torch.compile failed: {type(e).__name__}: {msg}"[:300]) from e
-    return lambda: f(*args, **kwargs)
+    return run
+
+
+def warm_compile(fn: Callable, *args, **kwargs) -> Callable[[], Any]:
+    """The shared compiled version of ``fn``, warmed up on ``args`` (:func:`warm_up`); returns
+    the zero-argument callable to time."""
+    f = compiled(fn)
+    return warm_up(lambda: f(*args, **kwargs))
+
+
+def require_fused(op: str, device: torch.device | str, what: str | None = None) -> None:
+    """Raises :class:`ProviderUnavailable` unless the dispatcher op ``gmkernels::op`` has a
+    native or Triton kernel for ``device`` here. Without one the gmkernels function falls back
+    to the reference, and timing that would report the reference's speed under the gmkernels
+    name. ``what`` names the function in the message (default ``gmkernels.<op>``)."""
+    from .. import _backend
+
+    what = what or f"gmkernels.{op}"
+    dev = torch.device(device)
+    try:
+        backend = _backend.choose(op, dev)
+    except RuntimeError as e:  # an override (use_backend) that cannot run here
+        raise ProviderUnavailable(f"{what}: {e}"[:300]) from e
+    if backend == "reference" or not hasattr(torch.ops.gmkernels, op):
+        raise ProviderUnavailable(f"{what} has no native/triton kernel for {dev.type} here "
+                                  "(extension not loaded or too old); it would run the slow "
+                                  "reference")

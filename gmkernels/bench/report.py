@@ -1,7 +1,7 @@
 """Turns result records into the printed tables, results.md, results.json and results.png.
 
 One table per (family, op): a row per (shape, dtype, threads), the median ms of every
-provider, and the ratios that answer the questions of the issues: how much faster than eager
+provider, and the ratios the performance targets are stated in: how much faster than eager
 (``eager/gmk``), than torch.compile (``compile/gmk``), and how far from the memory floor
 (``gmk/floor``; 1.0 would be as fast as moving the bytes).
 """

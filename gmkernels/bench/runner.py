@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from .registry import PROVIDER_RNG, PROVIDERS, Case, ProviderUnavailable
+from .registry import PROVIDER_RNG, PROVIDERS, Case, ProviderUnavailable, compile_settings
 from .timing import measure, synchronizer
 
 __all__ = ["run", "machine_info", "hardware_label", "process_wall_s", "load_average",
@@ -170,45 +170,48 @@ def run(cases: Sequence[Case], *, providers: Iterable[str] | None = None,
                    leave=False)
 
     records: list[dict] = []
+    # The bench's dynamo/Inductor settings hold for the whole run (a recompile in a timed call
+    # sees the same limits as the warm-up) and are restored when it ends.
     try:
-        for case in cases:
-            mine = [p for p in PROVIDERS if p in wanted and p in case.providers]
-            if not mine:
-                continue
-            threads = torch.get_num_threads()
-            inputs, setup_error = None, None
-            try:
-                inputs = case.setup(case, device)
-            except Exception as e:  # e.g. out of memory for a --full size
-                setup_error = f"setup: {_error_text(e)}"
-            for p in mine:
-                if bar is not None:
-                    bar.set_description(f"{case.op} {case.shape_str} {case.dtype_str}: {p}")
-                rec = _record(case, p, device, threads)
+        with compile_settings():
+            for case in cases:
+                mine = [p for p in PROVIDERS if p in wanted and p in case.providers]
+                if not mine:
+                    continue
+                threads = torch.get_num_threads()
+                inputs, setup_error = None, None
                 try:
-                    if setup_error is not None:
-                        raise RuntimeError(setup_error)
-                    t0 = time.perf_counter()
-                    fn = case.providers[p](inputs)  # compiles here, outside the timing
-                    sync()
-                    rec["setup_s"] = round(time.perf_counter() - t0, 4)
-                    t = measure(fn, repeat=repeat, target_s=target_s, min_repeat=min_repeat,
-                                max_repeat=max_repeat, sync=sync)
-                    rec.update(median_ms=t.median_ms, iqr_ms=t.iqr_ms, q1_ms=t.q1_ms,
-                               q3_ms=t.q3_ms, min_ms=t.min_ms, samples=t.samples, inner=t.inner)
-                except Exception as e:  # one provider's failure must not end the run
-                    rec["status"] = "error"
-                    rec["error"] = setup_error or _error_text(e)
-                fn = None
-                records.append(rec)
-                if on_record is not None:
-                    on_record(rec)
-                if bar is not None:
-                    bar.update(1)
-            # Free this case's tensors before the next one allocates (2^24 float64 inputs
-            # plus eager temporaries are ~1 GB).
-            inputs = None
-            gc.collect()
+                    inputs = case.setup(case, device)
+                except Exception as e:  # e.g. out of memory for a --full size
+                    setup_error = f"setup: {_error_text(e)}"
+                for p in mine:
+                    if bar is not None:
+                        bar.set_description(f"{case.op} {case.shape_str} {case.dtype_str}: {p}")
+                    rec = _record(case, p, device, threads)
+                    try:
+                        if setup_error is not None:
+                            raise RuntimeError(setup_error)
+                        t0 = time.perf_counter()
+                        fn = case.providers[p](inputs)  # compiles here, outside the timing
+                        sync()
+                        rec["setup_s"] = round(time.perf_counter() - t0, 4)
+                        t = measure(fn, repeat=repeat, target_s=target_s, min_repeat=min_repeat,
+                                    max_repeat=max_repeat, sync=sync)
+                        rec.update(median_ms=t.median_ms, iqr_ms=t.iqr_ms, q1_ms=t.q1_ms,
+                                   q3_ms=t.q3_ms, min_ms=t.min_ms, samples=t.samples, inner=t.inner)
+                    except Exception as e:  # one provider's failure must not end the run
+                        rec["status"] = "error"
+                        rec["error"] = setup_error or _error_text(e)
+                    fn = None
+                    records.append(rec)
+                    if on_record is not None:
+                        on_record(rec)
+                    if bar is not None:
+                        bar.update(1)
+                # Free this case's tensors before the next one allocates (2^24 float64 inputs
+                # plus eager temporaries are ~1 GB).
+                inputs = None
+                gc.collect()
     finally:
         if bar is not None:
             bar.close()
