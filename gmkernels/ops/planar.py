@@ -40,7 +40,7 @@ def _check(op: str, z, u_hat, w, b) -> None:
         raise ValueError(f"{op}: u_hat must be (K, D) (shared) or (B, K, D) (per sample), got "
                          f"shape {tuple(u_hat.shape)}")
     if w.shape != u_hat.shape:
-        raise ValueError(f"{op}: w must have the shape of u_hat {tuple(u_hat.shape)}, got {tuple(w.shape)}")
+        raise ValueError(f"{op}: w must have u_hat's shape {tuple(u_hat.shape)}, got {tuple(w.shape)}")
     if tuple(b.shape) != b_shape:
         raise ValueError(f"{op}: b must have shape {b_shape}, got {tuple(b.shape)}")
     for name, t in (("u_hat", u_hat), ("w", w), ("b", b)):
