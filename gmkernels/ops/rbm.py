@@ -120,6 +120,17 @@ def rbm_gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tenso
     return _ref.rbm_gibbs(v0, W, b, c, k, beta_arg, seed, offset, sample_offset)
 
 
+if _backend.op_exists("rbm_gibbs"):
+
+    @torch.library.register_fake("gmkernels::rbm_gibbs")
+    def _rbm_gibbs_fake(v0, W, b, c, k, beta_t, beta, seed, offset, sample_offset):
+        B, nh = v0.shape[0], W.shape[1]
+        return (torch.empty_like(v0, memory_format=torch.contiguous_format),
+                v0.new_empty((B, nh)),
+                torch.empty_like(v0, memory_format=torch.contiguous_format),
+                v0.new_empty((B, nh)))
+
+
 # --------------------------------------------------------------------------------------------
 # rbm_free_energy
 
@@ -158,6 +169,29 @@ def rbm_free_energy(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
     return _ref.rbm_free_energy(v, W, b, c)
 
 
+if _backend.op_exists("rbm_free_energy") and _backend.op_exists("rbm_free_energy_backward"):
+
+    @torch.library.register_fake("gmkernels::rbm_free_energy")
+    def _rbm_free_energy_fake(v, W, b, c):
+        return v.new_empty((v.shape[0],))
+
+    @torch.library.register_fake("gmkernels::rbm_free_energy_backward")
+    def _rbm_free_energy_bwd_fake(grad, v, W, b, c):
+        return (torch.empty_like(v, memory_format=torch.contiguous_format),
+                torch.empty_like(W, memory_format=torch.contiguous_format),
+                torch.empty_like(b), torch.empty_like(c))
+
+    def _fe_setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _fe_backward(ctx, grad):
+        v, W, b, c = ctx.saved_tensors
+        return torch.ops.gmkernels.rbm_free_energy_backward(grad, v, W, b, c)
+
+    torch.library.register_autograd("gmkernels::rbm_free_energy", _fe_backward,
+                                    setup_context=_fe_setup_context)
+
+
 # --------------------------------------------------------------------------------------------
 # partition functions
 
@@ -187,6 +221,13 @@ def rbm_log_z_exact(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.
     if _choose("rbm_log_z_exact", W.device) == "native":
         return torch.ops.gmkernels.rbm_log_z_exact(W, b, c)
     return _ref.rbm_log_z_exact(W, b, c)
+
+
+if _backend.op_exists("rbm_log_z_exact"):
+
+    @torch.library.register_fake("gmkernels::rbm_log_z_exact")
+    def _rbm_log_z_exact_fake(W, b, c):
+        return W.new_empty((), dtype=torch.float64)
 
 
 def base_rate_visible_bias(data: torch.Tensor, smoothing: float = 0.05) -> torch.Tensor:
@@ -277,43 +318,8 @@ def rbm_ais(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, *, n_chains: int 
     return _ref.rbm_ais(W, b, c, betas, n_chains, base_visible_bias, seed, offset)
 
 
-# --------------------------------------------------------------------------------------------
-# fake kernels and autograd of the dispatcher ops
-
-if _backend.extension_available() and hasattr(torch.ops.gmkernels, "rbm_gibbs"):
-
-    @torch.library.register_fake("gmkernels::rbm_gibbs")
-    def _rbm_gibbs_fake(v0, W, b, c, k, beta_t, beta, seed, offset, sample_offset):
-        B, nh = v0.shape[0], W.shape[1]
-        return (torch.empty_like(v0, memory_format=torch.contiguous_format),
-                v0.new_empty((B, nh)),
-                torch.empty_like(v0, memory_format=torch.contiguous_format),
-                v0.new_empty((B, nh)))
-
-    @torch.library.register_fake("gmkernels::rbm_free_energy")
-    def _rbm_free_energy_fake(v, W, b, c):
-        return v.new_empty((v.shape[0],))
-
-    @torch.library.register_fake("gmkernels::rbm_free_energy_backward")
-    def _rbm_free_energy_bwd_fake(grad, v, W, b, c):
-        return (torch.empty_like(v, memory_format=torch.contiguous_format),
-                torch.empty_like(W, memory_format=torch.contiguous_format),
-                torch.empty_like(b), torch.empty_like(c))
-
-    @torch.library.register_fake("gmkernels::rbm_log_z_exact")
-    def _rbm_log_z_exact_fake(W, b, c):
-        return W.new_empty((), dtype=torch.float64)
+if _backend.op_exists("rbm_ais"):
 
     @torch.library.register_fake("gmkernels::rbm_ais")
     def _rbm_ais_fake(W, b, c, betas, n_chains, base, seed, offset):
         return W.new_empty((), dtype=torch.float64), W.new_empty((), dtype=torch.float64)
-
-    def _fe_setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    def _fe_backward(ctx, grad):
-        v, W, b, c = ctx.saved_tensors
-        return torch.ops.gmkernels.rbm_free_energy_backward(grad, v, W, b, c)
-
-    torch.library.register_autograd("gmkernels::rbm_free_energy", _fe_backward,
-                                    setup_context=_fe_setup_context)
