@@ -6,7 +6,8 @@ Backends:
   ``"reference"``  plain PyTorch (gmkernels/reference), always available.
 
 By default a tensor runs on the native kernel of its device, or on the reference when the
-extension (or its CUDA part) is missing. ``use_backend(name)`` (a context manager) or the
+extension, the op (a stale build) or its kernel for that device is missing, with a warning
+once per op and reason (:func:`choose_backend`). ``use_backend(name)`` (a context manager) or the
 environment variable ``GMK_BACKEND`` override the choice; an override that cannot run raises.
 """
 
@@ -63,6 +64,18 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+_OP_CACHE: dict = {}
+
+
+def op_exists(op: str) -> bool:
+    """Whether the loaded extension defines ``gmkernels::op`` (a stale build may predate it)."""
+    hit = _OP_CACHE.get(op)
+    if hit is None:
+        hit = _OP_CACHE[op] = _C is not None and hasattr(torch.ops.gmkernels, op)
+    return hit
+
+
+_DISPATCH_KEYS = {"cpu": torch.DispatchKey.CPU, "cuda": torch.DispatchKey.CUDA}
 _native_cache: dict = {}
 
 
@@ -71,10 +84,49 @@ def native_has(op: str, device_type: str) -> bool:
     """Whether the dispatcher has a native kernel of ``gmkernels::op`` for this device type."""
     hit = _native_cache.get((op, device_type))
     if hit is None:
-        key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-        hit = (_C is not None and key is not None
-               and torch._C._dispatch_has_kernel_for_dispatch_key(f"gmkernels::{op}", key))
+        key = _DISPATCH_KEYS.get(device_type)
+        hit = (key is not None and op_exists(op)
+               and getattr(torch.ops.gmkernels, op).default.has_kernel_for_dispatch_key(key))
         _native_cache[(op, device_type)] = hit
+    return hit
+
+
+def _why_not_native(op: str, dev: str) -> str | None:
+    """Why the native kernel of ``op`` cannot run on ``dev`` tensors, or None when it can."""
+    if native_has(op, dev):
+        return None
+    if _C is None:
+        return f"the extension did not load ({_C_ERROR})"
+    if not op_exists(op):
+        return (f"the loaded extension has no gmkernels::{op} (it is older than the source; "
+                "rebuild it: pip install --no-build-isolation -e .)")
+    if dev not in _DISPATCH_KEYS:
+        return f"gmkernels has no native kernels for {dev} tensors"
+    return f"the extension was built without {dev.upper()} kernels (build_info: {build_info()})"
+
+
+_warned: set = set()
+
+
+def warn_once(op: str, reason: str) -> None:
+    """One RuntimeWarning per (op, reason) and process."""
+    if (op, reason) not in _warned:
+        _warned.add((op, reason))
+        warnings.warn(f"gmkernels: {op} runs on the plain-PyTorch reference: {reason}",
+                      RuntimeWarning, stacklevel=4)
+
+
+_default_cache: dict = {}
+
+
+@torch.compiler.assume_constant_result  # a fact of the build: torch.compile folds it
+def _default_backend(op: str, dev: str) -> str:
+    hit = _default_cache.get((op, dev))
+    if hit is None:
+        why = _why_not_native(op, dev)
+        hit = _default_cache[(op, dev)] = "native" if why is None else "reference"
+        if why is not None and _C is not None:  # a missing extension warned at import
+            warn_once(op, why)
     return hit
 
 
@@ -110,8 +162,11 @@ def use_backend(name: str):
     """Run the gmkernels ops inside the ``with`` block on backend ``name``
     (``"native"``, ``"triton"`` or ``"reference"``). Thread-local; nests.
 
+    >>> x = torch.randn(8, 2)
     >>> with gmkernels.use_backend("reference"):
-    ...     y = gmkernels.langevin_step(x, g, 0.01, 0.1, seed=0)
+    ...     y = gmkernels.langevin_step(x, -x, 0.01, 0.1, seed=0)
+    >>> torch.allclose(y, gmkernels.langevin_step(x, -x, 0.01, 0.1, seed=0), atol=1e-6)
+    True
     """
     if name not in BACKENDS:
         raise ValueError(f"use_backend: expected one of {BACKENDS}, got {name!r}")
@@ -123,7 +178,19 @@ def use_backend(name: str):
         _local.backend = prev
 
 
-_below_autograd = getattr(torch._C, "_AutoDispatchBelowAutograd", None)
+def _call_below_autograd(op, args):
+    """``op(*args)`` with the Autograd dispatch keys excluded. The only use of a private torch
+    API in gmkernels: ``torch._C._AutoDispatchBelowAutograd`` is the guard that the C++
+    ``at::AutoDispatchBelowAutograd`` exposes, and there is no public Python equivalent
+    (``torch.no_grad`` still runs the Python autograd kernel). On a torch that drops it, the
+    call goes through autograd as usual: only slower. What replaces it: registering the
+    autograd formula in C++ (``torch::autograd::Function``), whose kernel is cheap enough that
+    no bypass is needed."""
+    guard = getattr(torch._C, "_AutoDispatchBelowAutograd", None)
+    if guard is None:
+        return op(*args)
+    with guard():
+        return op(*args)
 
 
 def call_op(op, tensors, *args):
@@ -131,24 +198,33 @@ def call_op(op, tensors, *args):
     gradient. The kernel that ``torch.library.register_autograd`` installs is Python and costs
     about 15 us a call (measured on a (1024, 2) Langevin step: 34 us through it, 18 us below
     it), which is most of a small sampler step. Under torch.compile the plain call is traced."""
-    if (_below_autograd is not None and not torch.compiler.is_compiling()
+    if (not torch.compiler.is_compiling()
             and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))):
-        with _below_autograd():
-            return op(*args)
+        return _call_below_autograd(op, args)
     return op(*args)
 
 
-def choose(op: str, device: torch.device) -> str:
-    """The backend that runs ``op`` on ``device``; raises if an override cannot run there."""
-    dev = torch.device(device).type
+def choose_backend(op: str, device) -> str:
+    """The backend that runs ``op`` (a ``gmkernels::`` op name) on ``device``.
+
+    Without an override: ``"native"`` when the loaded extension has a kernel of ``op`` for
+    the device type, else ``"reference"``, with a RuntimeWarning (once per op and reason) that
+    names the op and why: an extension older than the source (no such op), a build without
+    CUDA kernels, a device type gmkernels has no kernels for. An override
+    (:func:`use_backend`, ``GMK_BACKEND``) that cannot run raises a RuntimeError instead.
+
+    >>> gmkernels._backend.choose_backend("langevin_step", torch.device("cpu"))
+    'native'
+    """
+    dev = device.type if type(device) is torch.device else torch.device(device).type
     name = _override()
     if name is None:
-        return "native" if native_has(op, dev) else "reference"
-    if name == "native" and not native_has(op, dev):
-        why = (f"the extension did not load ({_C_ERROR})" if _C is None
-               else f"it was built without {dev.upper()} kernels (build_info: {build_info()})")
-        raise RuntimeError(f"gmkernels: backend 'native' cannot run {op} on {dev}: {why}")
-    if name == "triton":
+        return _default_backend(op, dev)
+    if name == "native":
+        why = _why_not_native(op, dev)
+        if why is not None:
+            raise RuntimeError(f"gmkernels: backend 'native' cannot run {op} on {dev}: {why}")
+    elif name == "triton":
         if not triton_available():
             raise RuntimeError(f"gmkernels: backend 'triton' requested for {op} but triton is not installed")
         if dev == "cpu" and not triton_interpret():
@@ -158,3 +234,6 @@ def choose(op: str, device: torch.device) -> str:
         if dev not in ("cpu", "cuda"):
             raise RuntimeError(f"gmkernels: backend 'triton' cannot run {op} on {dev}")
     return name
+
+
+choose = choose_backend  # the name the tests and the bench use

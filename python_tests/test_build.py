@@ -202,3 +202,39 @@ def test_backend_override_and_errors(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with gmkernels.use_backend("triton"), pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         _backend.choose("langevin_step", torch.device("cpu"))
+
+
+def test_choose_backend_falls_back_with_one_warning_and_overrides_raise():
+    """An op the loaded build lacks (a stale build) runs on the reference with one warning
+    that names the op and the reason; the "native" override raises instead."""
+    import warnings
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert _backend.choose_backend("op_of_a_newer_source", "cpu") == "reference"
+    msgs = [str(m.message) for m in w if "op_of_a_newer_source" in str(m.message)]
+    assert len(msgs) == 1 and "no gmkernels::op_of_a_newer_source" in msgs[0], msgs
+    with gmkernels.use_backend("native"), pytest.raises(RuntimeError, match="cannot run"):
+        _backend.choose_backend("op_of_a_newer_source", "cpu")
+
+
+def test_import_needs_no_tqdm_and_seed_none_fails_clearly_under_compile():
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["tqdm"] = None                  # any import of tqdm fails
+        import torch, gmkernels
+        x = gmkernels.score.langevin_sample(lambda x: -x, torch.zeros(4, 2), 3, 0.1, seed=0)
+        f = torch.compile(lambda x: gmkernels.langevin_step(x, -x, 0.01, 0.1), fullgraph=True)
+        try:
+            f(x)
+        except Exception as e:
+            assert "seed=None" in str(e) and "pass seed=<int>" in str(e), str(e)[-2000:]
+        else:
+            raise AssertionError("seed=None under torch.compile did not raise")
+        g = torch.compile(lambda x: gmkernels.langevin_step(x, -x, 0.01, 0.1, seed=3), fullgraph=True)
+        assert torch.allclose(g(x), gmkernels.langevin_step(x, -x, 0.01, 0.1, seed=3))
+    """)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]

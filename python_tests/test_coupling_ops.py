@@ -339,7 +339,7 @@ def test_bad_input():
         f(x[0, 0], s[0, 0], t[0, 0], m)
     with pytest.raises(ValueError, match="mask of shape .* not broadcastable"):
         f(x, s, t, torch.ones(5, dtype=torch.bool))
-    with pytest.raises(ValueError, match="mask must hold only 0 and 1"):
+    with pytest.raises(ValueError, match="every mask must be 0 or 1"):
         f(x, s, t, torch.full((6,), 0.5))
     with pytest.raises(ValueError, match="mask must be 0, 1"):
         f(x, s, t, 2)

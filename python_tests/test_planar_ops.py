@@ -260,7 +260,7 @@ def test_u_hat_extremes(dtype):
     ((torch.zeros(3, 2), torch.zeros(3, 2, 2), torch.zeros(3, 2, 2), torch.zeros(2)), ValueError,
      "b must have shape"),
     ((torch.zeros(3, 2), torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, 2), torch.zeros(2)),
-     TypeError, "u_hat must have z's dtype"),
+     TypeError, "u_hat must have the dtype of z"),
     ((torch.zeros(3, 2), torch.zeros(2, 2, device="meta"), torch.zeros(2, 2), torch.zeros(2)),
      ValueError, "u_hat must be on z's device"),
 ])

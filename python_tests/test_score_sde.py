@@ -283,7 +283,7 @@ def test_sample_reproducible_and_trajectory():
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(n_steps=0), ValueError, "n_steps must be an int >= 1"),
+    (dict(n_steps=0), ValueError, "n_steps must be >= 1"),
     (dict(n_steps=5, predictor="heun"), ValueError, "predictor must be one of"),
     (dict(n_steps=5, corrector="ald"), ValueError, "corrector must be"),
     (dict(n_steps=5, predictor=None), ValueError, "cannot both be None"),

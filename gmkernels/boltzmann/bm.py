@@ -10,25 +10,15 @@ between updates; for small ``d`` everything is also available exactly (:meth:`ex
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from ..ops.bm import bm_energy, bm_exact, bm_gibbs, check_couplings
-from ..random import resolve_seed
+from .. import _checks
+from .._checks import resolve_seed
+from .._progress import progress_bar
+from ..ops.bm import bm_energy, bm_exact, bm_gibbs, check_couplings  # noqa: F401
 
 __all__ = ["BoltzmannMachine"]
-
-
-def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional
-        return iterable
-    return tqdm(iterable, desc=desc)
 
 
 class BoltzmannMachine(nn.Module):
@@ -38,16 +28,18 @@ class BoltzmannMachine(nn.Module):
     symmetrized), and ``b`` (d,). Buffers: the persistent chains of :meth:`fit` and the
     stream position they have used, so a saved model resumes its chains.
 
-    >>> bm = BoltzmannMachine(8)
-    >>> bm.fit(data, epochs=200, lr=0.05)          # data: (N, 8) in {-1, +1}
+    >>> bm = gmkernels.boltzmann.BoltzmannMachine(8)
+    >>> data = torch.ones(64, 8); data[::2] = -1    # (N, 8) in {-1, +1}: two states
+    >>> history = bm.fit(data, epochs=20, lr=0.05, n_chains=100, seed=0)
     >>> y = bm.sample(1000, n_sweeps=50, seed=0)
     >>> ex = bm.exact()                           # log Z, probabilities, moments (d <= 20)
+    >>> bool(ex.second_moment[0, 1] > 0.5)         # the spins learned to align
+    True
     """
 
     def __init__(self, d: int, *, dtype: torch.dtype = torch.float32, device=None):
         super().__init__()
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ValueError(f"BoltzmannMachine: d must be an int >= 1, got {d!r}")
+        d = _checks.integer("BoltzmannMachine", "d", d, 1)
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"BoltzmannMachine: dtype must be float32 or float64, got {dtype}")
         self.d = d
@@ -71,12 +63,12 @@ class BoltzmannMachine(nn.Module):
         self.W.fill_diagonal_(0)
 
     def _check_data(self, y: torch.Tensor, name: str = "data") -> torch.Tensor:
-        if not isinstance(y, torch.Tensor) or y.dim() != 2 or y.shape[1] != self.d:
-            raise ValueError(f"BoltzmannMachine: {name} must be an (N, {self.d}) tensor, got "
-                             f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+        op = "BoltzmannMachine"
+        _checks.tensor(op, name, y)
+        if y.dim() != 2 or y.shape[1] != self.d:
+            raise ValueError(f"{op}: {name} must be an (N, {self.d}) tensor, got {tuple(y.shape)}")
         y = y.to(dtype=self.W.dtype, device=self.W.device)
-        if bool(((y != 1) & (y != -1)).any()):
-            raise ValueError(f"BoltzmannMachine: {name} must hold spins in {{-1, +1}} only")
+        _checks.values(op, name, y, "-1 or +1 (spins)", lambda v: (v == 1) | (v == -1))
         return y
 
     def energy(self, y: torch.Tensor) -> torch.Tensor:
@@ -141,14 +133,11 @@ class BoltzmannMachine(nn.Module):
         N = data.shape[0]
         if N == 0:
             raise ValueError("BoltzmannMachine.fit: data is empty")
+        op = "BoltzmannMachine.fit"
         for name, v in (("epochs", epochs), ("n_chains", n_chains), ("n_sweeps", n_sweeps)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"BoltzmannMachine.fit: {name} must be an int >= 1, got {v!r}")
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"BoltzmannMachine.fit: lr must be finite and > 0, got {lr}")
-        bs = N if batch_size is None else int(batch_size)
-        if bs < 1:
-            raise ValueError(f"BoltzmannMachine.fit: batch_size must be >= 1, got {batch_size}")
+            _checks.integer(op, name, v, 1)
+        lr = _checks.real(op, "lr", lr, 0.0, lo_open=True)
+        bs = N if batch_size is None else _checks.integer(op, "batch_size", batch_size, 1)
         self._symmetrize_()
         if self.chains.shape[0] != n_chains:
             idx = torch.randint(0, N, (n_chains,), generator=generator)
@@ -164,7 +153,7 @@ class BoltzmannMachine(nn.Module):
         vb = torch.zeros_like(self.b)
         history = []
         t = 0
-        for _ in _progress(range(epochs), progress, "BoltzmannMachine.fit"):
+        for _ in progress_bar(range(epochs), progress, "BoltzmannMachine.fit", leave=True):
             perm = torch.randperm(N, generator=generator).to(data.device) if bs < N else None
             worst = 0.0
             for k in range(steps_per_epoch):

@@ -5,9 +5,12 @@ Training by contrastive divergence (CD-k, Hinton 2002) or persistent contrastive
 call. Likelihoods by exact enumeration (small models) or annealed importance sampling
 (Salakhutdinov & Murray 2008).
 
->>> rbm = RBM(64, 32)
->>> rbm.fit(data, epochs=20, lr=0.05, k=1, persistent=True, batch_size=64)
->>> ll = rbm.log_likelihood(test, method="ais").mean()
+>>> from gmkernels.boltzmann import RBM
+>>> rbm = RBM(16, 8)
+>>> data = (torch.rand(256, 16) < 0.3).float()
+>>> history = rbm.fit(data, epochs=2, lr=0.05, k=1, persistent=True, batch_size=64,
+...                   progress=False, seed=0)
+>>> ll = rbm.log_likelihood(data, method="exact").mean()   # 2^8 hidden states
 """
 
 from __future__ import annotations
@@ -15,24 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _checks
+from .._checks import resolve_seed
+from .._progress import progress_bar
 from ..ops import rbm as _ops
-from ..random import resolve_seed
 
 __all__ = ["RBM"]
-
-
-def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # a plain fallback: one line per epoch
-        def gen():
-            for i, x in enumerate(iterable):
-                print(f"{desc}: {i + 1}/{len(iterable)}", flush=True)
-                yield x
-        return gen()
-    return tqdm(iterable, desc=desc)
 
 
 class RBM(nn.Module):
@@ -45,6 +36,14 @@ class RBM(nn.Module):
 
     Randomness: every sampling call takes ``seed`` (None: drawn from ``generator`` / torch's
     default generator, so ``torch.manual_seed`` reproduces a run).
+
+    >>> rbm = gmkernels.boltzmann.RBM(6, 4, generator=torch.Generator().manual_seed(0))
+    >>> v = rbm.sample(32, k=10, seed=0)                  # (32, 6) samples in {0, 1}
+    >>> v.shape, rbm.hidden_probs(v).shape
+    (torch.Size([32, 6]), torch.Size([32, 4]))
+    >>> states = torch.tensor([[(i >> j) & 1 for j in range(6)] for i in range(64)]).float()
+    >>> round(float(rbm.log_likelihood(states, method="exact").exp().sum()), 6)  # p sums to 1
+    1.0
     """
 
     def __init__(self, n_visible: int, n_hidden: int, *, init_std: float = 0.01,
@@ -76,6 +75,14 @@ class RBM(nn.Module):
         return _ops.rbm_free_energy(v, self.W, self.b, self.c)
 
     def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
+        """p(h_j = 1 | v) = σ(c_j + (vW)_j) for each row of v (B, n_visible): (B, n_hidden).
+
+        >>> rbm = gmkernels.boltzmann.RBM(3, 2)
+        >>> with torch.no_grad():
+        ...     _ = rbm.W.zero_()
+        >>> rbm.hidden_probs(torch.ones(1, 3))                # σ(0) = 1/2
+        tensor([[0.5000, 0.5000]], grad_fn=<SigmoidBackward0>)
+        """
         return torch.sigmoid(v @ self.W + self.c)
 
     # ------------------------------------------------------------------ sampling
@@ -108,12 +115,12 @@ class RBM(nn.Module):
         with momentum. data: (N, n_visible) in {0, 1}. Returns the per-epoch mean squared
         reconstruction error (a progress signal, not the objective)."""
         op = "RBM.fit"
+        _checks.tensor(op, "data", data)
         if data.dim() != 2 or data.shape[1] != self.n_visible:
             raise ValueError(f"{op}: data must have shape (N, {self.n_visible}), got {tuple(data.shape)}")
-        if k < 1:
-            raise ValueError(f"{op}: k must be >= 1, got {k}")
-        if batch_size < 1 or epochs < 0:
-            raise ValueError(f"{op}: batch_size must be >= 1 and epochs >= 0")
+        k = _checks.integer(op, "k", k, 1)
+        batch_size = _checks.integer(op, "batch_size", batch_size, 1)
+        epochs = _checks.integer(op, "epochs", epochs, 0)
         W, b, c = self.W, self.b, self.c
         data = data.to(device=W.device, dtype=W.dtype)
         N = data.shape[0]
@@ -129,7 +136,7 @@ class RBM(nn.Module):
         vel = [torch.zeros_like(p) for p in (W, b, c)]
         offset = 0
         history = []
-        for _ in _progress(range(epochs), progress, "RBM.fit"):
+        for _ in progress_bar(range(epochs), progress, "RBM.fit", leave=True):
             perm = torch.randperm(N, generator=perm_gen).to(data.device)
             err, nb = 0.0, 0
             with torch.no_grad():
@@ -169,7 +176,7 @@ class RBM(nn.Module):
                                   base_visible_bias=self.base_visible_bias, seed=seed,
                                   generator=generator)
             return float(lz), float(se)
-        raise ValueError(f"RBM.log_partition: method must be 'ais' or 'exact', got {method!r}")
+        _checks.choice("RBM.log_partition", "method", method, ("ais", "exact"))
 
     @torch.no_grad()
     def log_likelihood(self, v: torch.Tensor, method: str = "ais", **kwargs) -> torch.Tensor:

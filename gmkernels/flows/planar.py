@@ -37,11 +37,16 @@ class PlanarFlow(nn.Module):
     Works in float32 and float64 on any device (``.to(...)`` as any module; the amortized
     flow follows the dtype / device of ``params``).
 
+    >>> from gmkernels.flows import PlanarFlow
     >>> flow = PlanarFlow(2, 32)
+    >>> log_target = lambda x: -0.5 * (x ** 2).sum(-1)     # any unnormalized log density
     >>> x, log_q = flow.sample_with_log_prob(1024)        # reverse-KL / ELBO training
     >>> loss = (log_q - log_target(x)).mean()
-    >>> enc = nn.Linear(784, PlanarFlow.num_params(16, 8))  # amortized: (B, K*(2D+1))
+    >>> enc = torch.nn.Linear(784, PlanarFlow.num_params(16, 8))  # amortized: (B, K*(2D+1))
+    >>> h, z0 = torch.randn(32, 784), torch.randn(32, 16)          # encoder features, base draws
     >>> flow = PlanarFlow(16, 8, amortized=True); x, logdet = flow(z0, enc(h))
+    >>> x.shape, logdet.shape
+    (torch.Size([32, 16]), torch.Size([32]))
     """
 
     def __init__(self, dim: int, n_layers: int, *, amortized: bool = False,

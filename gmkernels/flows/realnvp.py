@@ -56,9 +56,13 @@ class RealNVP(nn.Module):
     ``log|det dz/dx|``; ``inverse`` maps z -> x and returns ``log|det dx/dz|``. Works in
     float32 and float64 on any device (cast and move it like any module).
 
-    >>> flow = RealNVP(2, 8, 64)
+    >>> flow = gmkernels.flows.RealNVP(2, 8, 64)
+    >>> x = torch.randn(256, 2)                  # a data batch
     >>> loss = -flow.log_prob(x).mean()          # maximum likelihood
+    >>> loss.backward()
     >>> xs = flow.sample(1000)
+    >>> xs.shape
+    torch.Size([1000, 2])
     """
 
     def __init__(self, dim: int, n_layers: int, hidden: int, *, clamp: float | None = 5.0,

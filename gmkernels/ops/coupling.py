@@ -13,53 +13,19 @@ import numbers
 
 import torch
 
-from .. import _backend
+from .. import _backend, _checks
+from .._enums import SCALES
 from ..reference import coupling as _ref
 
 __all__ = ["affine_coupling"]
 
-SCALES = {"exp": 0, "sigmoid": 1}
-_SCALE_NAMES = {v: k for k, v in SCALES.items()}
-
-
-def _op_exists(name: str) -> bool:
-    return _backend.extension_available() and hasattr(torch.ops.gmkernels, name)
-
-
-_HAS_OP = _op_exists("affine_coupling")  # a fact of the loaded build (hasattr costs ~us)
-
-
-def _choose(device) -> str:
-    """_backend.choose, falling back to the reference when the loaded extension predates the op."""
-    if _HAS_OP:
-        return _backend.choose("affine_coupling", device)
-    name = _backend._override()
-    if name == "native":
-        raise RuntimeError("gmkernels: backend 'native' cannot run affine_coupling: the loaded "
-                           "extension has no gmkernels::affine_coupling (rebuild it)")
-    if name == "triton":
-        return _backend.choose("affine_coupling", device)
-    return "reference"
-
-
 def _check(op: str, x, s, t, mask, scale, clamp):
     """Validates the arguments; returns (mask tensor, scale code, clamp float or None)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{op}: x must be a tensor, got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"{op}: x must be a floating-point tensor, got {x.dtype}")
+    _checks.floating(op, "x", x)
     if x.dim() < 1:
         raise ValueError(f"{op}: x must have a batch dimension (rank >= 1), got a 0-d tensor")
-    for name, v in (("s", s), ("t", t)):
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a tensor, got {type(v).__name__}")
-        if v.shape != x.shape:
-            raise ValueError(f"{op}: {name} must have the shape of x {tuple(x.shape)}, "
-                             f"got {tuple(v.shape)}")
-        if v.dtype != x.dtype:
-            raise TypeError(f"{op}: {name} must have the dtype of x ({x.dtype}), got {v.dtype}")
-        if v.device != x.device:
-            raise ValueError(f"{op}: {name} must be on x's device ({x.device}), got {v.device}")
+    _checks.like(op, "x", x, "s", s)
+    _checks.like(op, "x", x, "t", t)
     if not isinstance(mask, torch.Tensor) and isinstance(mask, (bool, numbers.Real)):
         if mask not in (0, 1):
             raise ValueError(f"{op}: mask must be 0, 1 or a tensor of 0/1, got {mask!r}")
@@ -68,19 +34,15 @@ def _check(op: str, x, s, t, mask, scale, clamp):
         raise TypeError(f"{op}: mask must be a tensor (or 0 / 1), got {type(mask).__name__}")
     if mask.is_complex():
         raise TypeError(f"{op}: mask must be a bool, integer or floating tensor, got {mask.dtype}")
-    if mask.device != x.device:
-        raise ValueError(f"{op}: mask must be on x's device ({x.device}), got {mask.device}")
+    _checks.same_device(op, "mask", mask, "x", x)
     ms, xs = mask.shape, x.shape
     if len(ms) > len(xs) or any(m != 1 and m != n for m, n in zip(ms[::-1], xs[::-1])):
         raise ValueError(f"{op}: mask of shape {tuple(mask.shape)} is not broadcastable to x "
                          f"of shape {tuple(x.shape)}")
-    # A value check reads the mask (a host sync on CUDA, a branch torch.compile cannot trace),
-    # so bool masks (what RealNVP uses) and traced graphs skip it.
-    if mask.dtype != torch.bool and not torch.compiler.is_compiling():
-        if bool(((mask != 0) & (mask != 1)).any()):
-            raise ValueError(f"{op}: mask must hold only 0 and 1 (1 = pass through)")
-    if scale not in SCALES:
-        raise ValueError(f"{op}: scale must be one of {tuple(SCALES)}, got {scale!r}")
+    if mask.dtype != torch.bool:  # a bool mask (what RealNVP uses) needs no value read
+        _checks.values(op, "mask", mask, "0 or 1 (1 = pass through)",
+                       lambda m: (m == 0) | (m == 1))
+    _checks.choice(op, "scale", scale, SCALES)
     if clamp is not None and not (type(clamp) is float and math.isfinite(clamp) and clamp > 0):
         if isinstance(clamp, bool) or not isinstance(clamp, numbers.Real):
             raise TypeError(f"{op}: clamp must be None or a float > 0, got {type(clamp).__name__}")
@@ -136,75 +98,40 @@ def affine_coupling(x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, mask, *,
     saved), not to the mask.
 
     >>> x = torch.randn(8, 4); mask = torch.tensor([1, 1, 0, 0], dtype=torch.bool)
-    >>> s, t = net(x * mask).chunk(2, dim=1)              # any conditioner of the pass part
+    >>> net = torch.nn.Linear(4, 8)                       # any conditioner of the pass part
+    >>> s, t = net(x * mask).chunk(2, dim=1)
     >>> y, logdet = gmkernels.affine_coupling(x, s, t, mask, clamp=5.0)
-    >>> x2, neg = gmkernels.affine_coupling(y, s, t, mask, inverse=True, clamp=5.0)  # x2 == x
+    >>> x2, neg = gmkernels.affine_coupling(y, s, t, mask, inverse=True, clamp=5.0)
+    >>> torch.allclose(x2, x, atol=1e-5) and torch.allclose(neg, -logdet)
+    True
     """
     op = "gmkernels.affine_coupling"
     mask, code, clamp = _check(op, x, s, t, mask, scale, clamp)
     inverse = bool(inverse)
-    backend = _choose(x.device)
+    backend = _backend.choose_backend("affine_coupling", x.device)
     if backend == "native":
         return _backend.call_op(torch.ops.gmkernels.affine_coupling, (x, s, t),
                                 x, s, t, mask, inverse, code, clamp)
     if backend == "triton":
-        return _TritonCoupling.apply(x, s, t, mask, inverse, code, clamp)
+        from ..triton import coupling as _tri
+        return _tri.AffineCoupling.apply(x, s, t, mask, inverse, code, clamp)
     return _ref.affine_coupling(x, s, t, mask, inverse=inverse, scale=scale, clamp=clamp)
 
 
-def mask_pattern(mask: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """The Triton kernels' view of a mask (the layout coupling.cpp's coupling_prepare builds): a
-    bool pattern of M = numel/B elements shared by every row (returned stride 0), or, for a
-    mask that varies over the batch, B*M elements (stride M)."""
-    if mask.dim() == x.dim() and mask.shape[0] != 1:
-        return mask.expand(x.shape).ne(0).contiguous(), math.prod(x.shape[1:])
-    m = mask.squeeze(0) if mask.dim() == x.dim() else mask
-    return m.expand(x.shape[1:]).ne(0).contiguous(), 0
-
-
-class _TritonCoupling(torch.autograd.Function):
-    """Autograd for the Triton backend: the same fused backward as the native op's."""
-
-    @staticmethod
-    def forward(ctx, x, s, t, mask, inverse, code, clamp):
-        from ..triton import coupling as _tri
-        pat, stride = mask_pattern(mask, x)
-        x, s, t = x.contiguous(), s.contiguous(), t.contiguous()
-        y, ld = _tri.affine_coupling_fwd(x, s, t, pat, stride, inverse, code, clamp)
-        ctx.save_for_backward(x, s, t, pat)
-        ctx.args = (stride, inverse, code, clamp)
-        return y, ld
-
-    @staticmethod
-    def backward(ctx, gy, gld):
-        from ..triton import coupling as _tri
-        x, s, t, pat = ctx.saved_tensors
-        stride, inverse, code, clamp = ctx.args
-        gy = torch.zeros_like(x) if gy is None else gy.contiguous()
-        gld = x.new_zeros(x.shape[0]) if gld is None else gld.contiguous()
-        gx, gs, gt = _tri.affine_coupling_bwd(gy, gld, x, s, t, pat, stride, inverse, code, clamp)
-        n = ctx.needs_input_grad
-        return (gx if n[0] else None, gs if n[1] else None, gt if n[2] else None,
-                None, None, None, None)
-
-
-# --------------------------------------------------------------------------------------------
-# fake kernels and autograd of the dispatcher ops
-
-if _op_exists("affine_coupling"):
+if _backend.op_exists("affine_coupling"):
 
     @torch.library.register_fake("gmkernels::affine_coupling")
     def _coupling_fake(x, s, t, mask, inverse, scale, clamp):
         return (torch.empty_like(x, memory_format=torch.contiguous_format),
                 x.new_empty((x.shape[0],)))
 
-if _op_exists("affine_coupling_backward"):
+if _backend.op_exists("affine_coupling_backward"):
 
     @torch.library.register_fake("gmkernels::affine_coupling_backward")
     def _coupling_bwd_fake(gy, gld, x, s, t, mask, inverse, scale, clamp):
         return tuple(torch.empty_like(x, memory_format=torch.contiguous_format) for _ in range(3))
 
-if _op_exists("affine_coupling") and _op_exists("affine_coupling_backward"):
+if _backend.op_exists("affine_coupling") and _backend.op_exists("affine_coupling_backward"):
 
     def _coupling_setup(ctx, inputs, output):
         x, s, t, mask, inverse, scale, clamp = inputs

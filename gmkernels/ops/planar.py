@@ -12,39 +12,17 @@ from __future__ import annotations
 
 import torch
 
-from .. import _backend
+from .. import _backend, _checks
 from ..reference import planar as _ref
 
 __all__ = ["planar_flow", "planar_u_hat"]
 
-_OP = "planar_flow"
-
-
-def _op_exists() -> bool:
-    return _backend.extension_available() and hasattr(torch.ops.gmkernels, _OP)
-
-
-def _choose(device) -> str:
-    """_backend.choose, but a build without the op falls back to the reference by default."""
-    if _op_exists():
-        return _backend.choose(_OP, device)
-    name = _backend._override()
-    if name == "native":
-        raise RuntimeError("gmkernels: backend 'native' cannot run planar_flow: the loaded "
-                           "extension has no gmkernels::planar_flow (rebuild it)")
-    if name == "triton":
-        return _backend.choose(_OP, device)
-    return "reference"
-
-
 def _check(op: str, z, u_hat, w, b) -> None:
-    for name, t in (("z", z), ("u_hat", u_hat), ("w", w), ("b", b)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+    _checks.floating(op, "z", z, (torch.float32, torch.float64))
     if z.dim() != 2:
         raise ValueError(f"{op}: z must be a (B, D) tensor, got shape {tuple(z.shape)}")
-    if z.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{op}: z must be float32 or float64, got {z.dtype}")
+    for name, t in (("u_hat", u_hat), ("w", w), ("b", b)):
+        _checks.tensor(op, name, t)
     B, D = z.shape
     if u_hat.dim() == 2:
         K = u_hat.shape[0]
@@ -66,10 +44,7 @@ def _check(op: str, z, u_hat, w, b) -> None:
     if tuple(b.shape) != b_shape:
         raise ValueError(f"{op}: b must have shape {b_shape}, got {tuple(b.shape)}")
     for name, t in (("u_hat", u_hat), ("w", w), ("b", b)):
-        if t.dtype != z.dtype:
-            raise TypeError(f"{op}: {name} must have z's dtype ({z.dtype}), got {t.dtype}")
-        if t.device != z.device:
-            raise ValueError(f"{op}: {name} must be on z's device ({z.device}), got {t.device}")
+        _checks.like(op, "z", z, name, t, shape=False)
 
 
 def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
@@ -100,12 +75,38 @@ def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.
     """
     op = "gmkernels.planar_flow"
     _check(op, z, u_hat, w, b)
-    backend = _choose(z.device)
+    backend = _backend.choose_backend("planar_flow", z.device)
     if backend == "native":
         return _backend.call_op(torch.ops.gmkernels.planar_flow, (z, u_hat, w, b), z, u_hat, w, b)
     if backend == "triton":
-        return _TritonPlanar.apply(z, u_hat, w, b)
+        from ..triton import planar as _tri
+        return _tri.PlanarFlow.apply(z, u_hat, w, b)
     return _ref.planar_flow(z, u_hat, w, b)
+
+
+if _backend.op_exists("planar_flow") and _backend.op_exists("planar_flow_backward"):
+
+    @torch.library.register_fake("gmkernels::planar_flow")
+    def _planar_fake(z, u_hat, w, b):
+        return (torch.empty_like(z, memory_format=torch.contiguous_format),
+                z.new_empty((z.shape[0],)))
+
+    @torch.library.register_fake("gmkernels::planar_flow_backward")
+    def _planar_bwd_fake(gy, gl, z, u_hat, w, b):
+        return (torch.empty_like(z, memory_format=torch.contiguous_format),
+                torch.empty_like(u_hat, memory_format=torch.contiguous_format),
+                torch.empty_like(w, memory_format=torch.contiguous_format),
+                torch.empty_like(b, memory_format=torch.contiguous_format))
+
+    def _setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _backward(ctx, gy, gl):
+        z, u_hat, w, b = ctx.saved_tensors
+        return tuple(torch.ops.gmkernels.planar_flow_backward(gy, gl, z, u_hat, w, b))
+
+    torch.library.register_autograd("gmkernels::planar_flow", _backward,
+                                    setup_context=_setup_context)
 
 
 def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
@@ -140,15 +141,17 @@ def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
     Returns:
         û, the shape of ``u``.
 
+    >>> u, w = torch.randn(8, 2), torch.randn(8, 2)
     >>> u_hat = gmkernels.planar_u_hat(u, w)   # then gmkernels.planar_flow(z, u_hat, w, b)
+    >>> bool(((u_hat * w).sum(-1) > -1).all())
+    True
     """
     op = "gmkernels.planar_u_hat"
-    if not isinstance(u, torch.Tensor) or not isinstance(w, torch.Tensor):
-        raise TypeError(f"{op}: u and w must be tensors")
+    _checks.floating(op, "u", u)
+    _checks.tensor(op, "w", w)
     if u.shape != w.shape:
         raise ValueError(f"{op}: u and w must have one shape, got {tuple(u.shape)} and {tuple(w.shape)}")
-    if not u.dtype.is_floating_point or u.dtype != w.dtype:
-        raise TypeError(f"{op}: u and w must be floating point of one dtype, got {u.dtype} and {w.dtype}")
+    _checks.like(op, "u", u, "w", w)
     fi = torch.finfo(u.dtype)
     if eps is None:
         eps = fi.eps ** 2
@@ -170,50 +173,3 @@ def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
     corr_exact = (m - wu) * ws / (safe_scale * n2s.clamp_min(1))
     corr_fade = (m - wu) * torch.where(exact, torch.zeros_like(w), w) / (eps * eps)
     return u + torch.where(exact, corr_exact, corr_fade)
-
-
-class _TritonPlanar(torch.autograd.Function):
-    """Autograd for the Triton backend: the Triton backward kernel."""
-
-    @staticmethod
-    def forward(ctx, z, u_hat, w, b):
-        from ..triton import planar as _tri
-        z, u_hat, w, b = (t.contiguous() for t in (z, u_hat, w, b))
-        out, ld = _tri.planar_flow_fwd(z, u_hat, w, b)
-        ctx.save_for_backward(z, u_hat, w, b)
-        return out, ld
-
-    @staticmethod
-    def backward(ctx, gy, gl):
-        from ..triton import planar as _tri
-        z, u_hat, w, b = ctx.saved_tensors
-        return _tri.planar_flow_bwd(None if gy is None else gy.contiguous(),
-                                    None if gl is None else gl.contiguous(), z, u_hat, w, b)
-
-
-# --------------------------------------------------------------------------------------------
-# fake kernels and autograd of the dispatcher ops
-
-if _op_exists():
-
-    @torch.library.register_fake("gmkernels::planar_flow")
-    def _planar_fake(z, u_hat, w, b):
-        return (torch.empty_like(z, memory_format=torch.contiguous_format),
-                z.new_empty((z.shape[0],)))
-
-    @torch.library.register_fake("gmkernels::planar_flow_backward")
-    def _planar_bwd_fake(gy, gl, z, u_hat, w, b):
-        return (torch.empty_like(z, memory_format=torch.contiguous_format),
-                torch.empty_like(u_hat, memory_format=torch.contiguous_format),
-                torch.empty_like(w, memory_format=torch.contiguous_format),
-                torch.empty_like(b, memory_format=torch.contiguous_format))
-
-    def _setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    def _backward(ctx, gy, gl):
-        z, u_hat, w, b = ctx.saved_tensors
-        return tuple(torch.ops.gmkernels.planar_flow_backward(gy, gl, z, u_hat, w, b))
-
-    torch.library.register_autograd("gmkernels::planar_flow", _backward,
-                                    setup_context=_setup_context)

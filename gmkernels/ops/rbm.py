@@ -13,13 +13,10 @@ Supported dtypes: float32 and float64 (the GEMMs run in the input dtype).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
-from .. import _backend
-from ..random import as_int64_bits, check_stream_args, resolve_seed
+from .. import _backend, _checks
+from .._checks import as_int64_bits
 from ..reference import rbm as _ref
 
 __all__ = ["rbm_gibbs", "rbm_free_energy", "rbm_log_z_exact", "rbm_ais", "default_betas",
@@ -34,73 +31,27 @@ _DTYPES = (torch.float32, torch.float64)
 # argument checks
 
 def _check_params(op: str, W, b, c) -> None:
-    if not isinstance(W, torch.Tensor):
-        raise TypeError(f"{op}: W must be a tensor, got {type(W).__name__}")
+    _checks.tensor(op, "W", W)
     if W.dim() != 2:
         raise ValueError(f"{op}: W must be 2-D (n_visible, n_hidden), got shape {tuple(W.shape)}")
-    if W.dtype not in _DTYPES:
-        raise TypeError(f"{op}: W must be float32 or float64, got {W.dtype}")
+    _checks.floating(op, "W", W, _DTYPES)
     nv, nh = W.shape
     for name, t, n, what in (("b", b, nv, "n_visible"), ("c", c, nh, "n_hidden")):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+        _checks.tensor(op, name, t)
         if t.dim() != 1 or t.shape[0] != n:
             raise ValueError(f"{op}: {name} must have shape ({what},) = ({n},), got {tuple(t.shape)}")
-        if t.dtype != W.dtype:
-            raise TypeError(f"{op}: {name} must have the dtype of W ({W.dtype}), got {t.dtype}")
-        if t.device != W.device:
-            raise ValueError(f"{op}: {name} must be on W's device ({W.device}), got {t.device}")
+        _checks.like(op, "W", W, name, t, shape=False)
 
 
 def _check_v(op: str, v, W, name: str = "v") -> None:
-    if not isinstance(v, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a tensor, got {type(v).__name__}")
+    _checks.tensor(op, name, v)
     if v.dim() != 2 or v.shape[1] != W.shape[0]:
         raise ValueError(f"{op}: {name} must have shape (B, n_visible) = (B, {W.shape[0]}), got "
                          f"{tuple(v.shape)}")
-    if v.dtype != W.dtype:
-        raise TypeError(f"{op}: {name} must have the dtype of W ({W.dtype}), got {v.dtype}")
-    if v.device != W.device:
-        raise ValueError(f"{op}: {name} must be on W's device ({W.device}), got {v.device}")
+    _checks.like(op, "W", W, name, v, shape=False)
 
 
-def _check_int(op: str, name: str, v, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
-    v = int(v)
-    if v < lo:
-        raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
-    return v
-
-
-def _check_beta(op: str, beta, rows: int, like: torch.Tensor):
-    """beta: a finite float, or a per-chain (B,) floating tensor on like's device.
-    Returns (tensor or None, float)."""
-    if isinstance(beta, torch.Tensor) and beta.dim() > 0:
-        if beta.dim() != 1 or beta.shape[0] != rows:
-            raise ValueError(f"{op}: beta must be a float or a per-chain tensor of shape ({rows},), "
-                             f"got shape {tuple(beta.shape)}")
-        if not beta.dtype.is_floating_point:
-            raise TypeError(f"{op}: beta must be a floating-point tensor, got {beta.dtype}")
-        if beta.device != like.device:
-            raise ValueError(f"{op}: beta must be on {like.device}, got {beta.device}")
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(beta).all()):
-            raise ValueError(f"{op}: every beta must be finite, got {beta.tolist()}")
-        return beta.detach(), 1.0
-    if isinstance(beta, torch.Tensor):
-        beta = float(beta)
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
-        raise TypeError(f"{op}: beta must be a float or a (B,) tensor, got {type(beta).__name__}")
-    beta = float(beta)
-    if not math.isfinite(beta):
-        raise ValueError(f"{op}: beta must be finite, got {beta}")
-    return None, beta
-
-
-def _choose(op: str, device) -> str:
-    """_backend.choose; ops without a Triton kernel (free energy, exact log Z) run their torch
-    version under the "triton" backend."""
-    return _backend.choose(op, device)
+_choose = _backend.choose_backend
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,16 +92,21 @@ def rbm_gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tenso
     Reference: Hinton (2002), "Training products of experts by minimizing contrastive
     divergence".
 
+    >>> W, b, c = torch.linspace(-0.3, 0.3, 24).reshape(6, 4), torch.zeros(6), torch.zeros(4)
+    >>> v0 = torch.zeros(32, 6)
     >>> v, h, pv, ph = gmkernels.rbm_gibbs(v0, W, b, c, 10, seed=0)
+    >>> v.shape, h.shape
+    (torch.Size([32, 6]), torch.Size([32, 4]))
     """
     op = "gmkernels.rbm_gibbs"
     _check_params(op, W, b, c)
     _check_v(op, v0, W, "v0")
-    k = _check_int(op, "k", k, 0)
+    k = _checks.integer(op, "k", k, 0)
     rows = v0.shape[0]
-    beta_t, beta_f = _check_beta(op, beta, rows, v0)
-    seed, offset, sample_offset = check_stream_args(op, resolve_seed(seed, generator), offset,
-                                                    sample_offset, rows)
+    beta_t, beta_f = _checks.per_sample(op, "beta", beta, v0, None, unit="per-chain")
+    if beta_t is not None:
+        beta_t, beta_f = beta_t.detach(), 1.0
+    seed, offset, sample_offset = _checks.stream(op, rows, seed, offset, sample_offset, generator)
     v0, W, b, c = v0.detach(), W.detach(), b.detach(), c.detach()
     backend = _choose("rbm_gibbs", W.device)
     beta_arg = beta_f if beta_t is None else beta_t
@@ -162,6 +118,17 @@ def rbm_gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tenso
         from ..triton import rbm as _tri
         return _tri.rbm_gibbs_fwd(v0, W, b, c, k, beta_arg, seed, offset, sample_offset)
     return _ref.rbm_gibbs(v0, W, b, c, k, beta_arg, seed, offset, sample_offset)
+
+
+if _backend.op_exists("rbm_gibbs"):
+
+    @torch.library.register_fake("gmkernels::rbm_gibbs")
+    def _rbm_gibbs_fake(v0, W, b, c, k, beta_t, beta, seed, offset, sample_offset):
+        B, nh = v0.shape[0], W.shape[1]
+        return (torch.empty_like(v0, memory_format=torch.contiguous_format),
+                v0.new_empty((B, nh)),
+                torch.empty_like(v0, memory_format=torch.contiguous_format),
+                v0.new_empty((B, nh)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,8 +151,14 @@ def rbm_free_energy(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
     Returns:
         (B,) free energies in v's dtype.
 
+    >>> W = torch.linspace(-0.3, 0.3, 24).reshape(6, 4).requires_grad_()
+    >>> b, c = torch.zeros(6), torch.zeros(4)
+    >>> v_data = torch.eye(6)[:4]
+    >>> v_model = gmkernels.rbm_gibbs(v_data, W, b, c, 1, seed=0)[0]
     >>> loss = gmkernels.rbm_free_energy(v_data, W, b, c).mean() - \\
     ...        gmkernels.rbm_free_energy(v_model, W, b, c).mean()   # CD surrogate loss
+    >>> loss.backward(); W.grad.shape
+    torch.Size([6, 4])
     """
     op = "gmkernels.rbm_free_energy"
     _check_params(op, W, b, c)
@@ -194,6 +167,29 @@ def rbm_free_energy(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
     if backend == "native":
         return _backend.call_op(torch.ops.gmkernels.rbm_free_energy, (v, W, b, c), v, W, b, c)
     return _ref.rbm_free_energy(v, W, b, c)
+
+
+if _backend.op_exists("rbm_free_energy") and _backend.op_exists("rbm_free_energy_backward"):
+
+    @torch.library.register_fake("gmkernels::rbm_free_energy")
+    def _rbm_free_energy_fake(v, W, b, c):
+        return v.new_empty((v.shape[0],))
+
+    @torch.library.register_fake("gmkernels::rbm_free_energy_backward")
+    def _rbm_free_energy_bwd_fake(grad, v, W, b, c):
+        return (torch.empty_like(v, memory_format=torch.contiguous_format),
+                torch.empty_like(W, memory_format=torch.contiguous_format),
+                torch.empty_like(b), torch.empty_like(c))
+
+    def _fe_setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _fe_backward(ctx, grad):
+        v, W, b, c = ctx.saved_tensors
+        return torch.ops.gmkernels.rbm_free_energy_backward(grad, v, W, b, c)
+
+    torch.library.register_autograd("gmkernels::rbm_free_energy", _fe_backward,
+                                    setup_context=_fe_setup_context)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +207,9 @@ def rbm_log_z_exact(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.
     Returns:
         a 0-d float64 tensor. Not differentiable (the outputs carry no gradient).
 
-    >>> gmkernels.rbm_log_z_exact(W, b, c)     # W: (784, 20) -> 2^20 hidden states
+    >>> W, b, c = torch.zeros(6, 4), torch.zeros(6), torch.zeros(4)
+    >>> float(gmkernels.rbm_log_z_exact(W, b, c))     # 2^4 hidden states; W = 0: 10 log 2
+    6.931471805599...
     """
     op = "gmkernels.rbm_log_z_exact"
     _check_params(op, W, b, c)
@@ -225,12 +223,21 @@ def rbm_log_z_exact(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.
     return _ref.rbm_log_z_exact(W, b, c)
 
 
+if _backend.op_exists("rbm_log_z_exact"):
+
+    @torch.library.register_fake("gmkernels::rbm_log_z_exact")
+    def _rbm_log_z_exact_fake(W, b, c):
+        return W.new_empty((), dtype=torch.float64)
+
+
 def base_rate_visible_bias(data: torch.Tensor, smoothing: float = 0.05) -> torch.Tensor:
     """Visible biases of the base-rate model of AIS (Salakhutdinov & Murray 2008): the logits
     of the data marginals, ``log(p / (1 - p))`` with ``p = (mean(data) + smoothing) /
     (1 + 2 smoothing)`` kept away from 0 and 1. data: (N, n_visible) in {0, 1}."""
-    if not isinstance(data, torch.Tensor) or data.dim() != 2:
-        raise ValueError("base_rate_visible_bias: data must be a (N, n_visible) tensor")
+    op = "gmkernels.ops.rbm.base_rate_visible_bias"
+    _checks.tensor(op, "data", data)
+    if data.dim() != 2:
+        raise ValueError(f"{op}: data must be a (N, n_visible) tensor, got shape {tuple(data.shape)}")
     p = (data.double().mean(0) + smoothing) / (1 + 2 * smoothing)
     return torch.log(p) - torch.log1p(-p)
 
@@ -241,10 +248,10 @@ def _check_betas(op: str, betas, device) -> torch.Tensor:
     if betas.dim() != 1 or betas.shape[0] < 2 or not betas.dtype.is_floating_point:
         raise ValueError(f"{op}: betas must be a 1-D float tensor of at least 2 inverse "
                          f"temperatures, got shape {tuple(betas.shape)} ({betas.dtype})")
-    bt = betas.detach().to("cpu", torch.float64)
-    if not bool(torch.isfinite(bt).all()) or bt[0] != 0 or bt[-1] != 1 or bool((bt[1:] < bt[:-1]).any()):
-        raise ValueError(f"{op}: betas must be finite, nondecreasing, start at 0 and end at 1, got "
-                         f"{bt[:3].tolist()} ... {bt[-3:].tolist()}")
+    bt = betas.detach().to("cpu", torch.float64)  # the schedule is read on the host anyway
+    _checks.values(op, "betas", bt, "finite, nondecreasing, start at 0 and end at 1",
+                   lambda v: torch.isfinite(v).all() & (v[0] == 0) & (v[-1] == 1)
+                   & (v[1:] >= v[:-1]).all())
     return bt.to(device)
 
 
@@ -280,23 +287,26 @@ def rbm_ais(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, *, n_chains: int 
         when the chains are too few or the schedule too short; the standard error does not
         show that bias.)
 
-    >>> log_z, se = gmkernels.rbm_ais(W, b, c, n_chains=100, seed=0)
+    >>> W, b, c = torch.linspace(-0.3, 0.3, 24).reshape(6, 4), torch.zeros(6), torch.zeros(4)
+    >>> log_z, se = gmkernels.rbm_ais(W, b, c, n_chains=100, n_betas=300, seed=0)
+    >>> bool(abs(log_z - gmkernels.rbm_log_z_exact(W, b, c)) < 4 * se + 1e-3)
+    True
     """
     op = "gmkernels.rbm_ais"
     _check_params(op, W, b, c)
-    n_chains = _check_int(op, "n_chains", n_chains, 2)
+    n_chains = _checks.integer(op, "n_chains", n_chains, 2)
     if betas is None:
-        n_betas = _check_int(op, "n_betas", n_betas, 3)
+        n_betas = _checks.integer(op, "n_betas", n_betas, 3)
         betas = default_betas(n_betas, device=W.device)
     else:
         betas = _check_betas(op, betas, W.device)
     if base_visible_bias is not None:
-        if (not isinstance(base_visible_bias, torch.Tensor) or base_visible_bias.dim() != 1
-                or base_visible_bias.shape[0] != W.shape[0]):
-            raise ValueError(f"{op}: base_visible_bias must be a tensor of shape (n_visible,) = "
-                             f"({W.shape[0]},), got {getattr(base_visible_bias, 'shape', base_visible_bias)}")
+        _checks.tensor(op, "base_visible_bias", base_visible_bias)
+        if base_visible_bias.dim() != 1 or base_visible_bias.shape[0] != W.shape[0]:
+            raise ValueError(f"{op}: base_visible_bias must have shape (n_visible,) = "
+                             f"({W.shape[0]},), got {tuple(base_visible_bias.shape)}")
         base_visible_bias = base_visible_bias.detach().to(device=W.device, dtype=W.dtype)
-    seed, offset, _ = check_stream_args(op, resolve_seed(seed, generator), offset, 0, n_chains)
+    seed, offset, _ = _checks.stream(op, n_chains, seed, offset, 0, generator)
     W, b, c = W.detach(), b.detach(), c.detach()
     backend = _choose("rbm_ais", W.device)
     if backend == "native":
@@ -308,43 +318,8 @@ def rbm_ais(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, *, n_chains: int 
     return _ref.rbm_ais(W, b, c, betas, n_chains, base_visible_bias, seed, offset)
 
 
-# --------------------------------------------------------------------------------------------
-# fake kernels and autograd of the dispatcher ops
-
-if _backend.extension_available() and hasattr(torch.ops.gmkernels, "rbm_gibbs"):
-
-    @torch.library.register_fake("gmkernels::rbm_gibbs")
-    def _rbm_gibbs_fake(v0, W, b, c, k, beta_t, beta, seed, offset, sample_offset):
-        B, nh = v0.shape[0], W.shape[1]
-        return (torch.empty_like(v0, memory_format=torch.contiguous_format),
-                v0.new_empty((B, nh)),
-                torch.empty_like(v0, memory_format=torch.contiguous_format),
-                v0.new_empty((B, nh)))
-
-    @torch.library.register_fake("gmkernels::rbm_free_energy")
-    def _rbm_free_energy_fake(v, W, b, c):
-        return v.new_empty((v.shape[0],))
-
-    @torch.library.register_fake("gmkernels::rbm_free_energy_backward")
-    def _rbm_free_energy_bwd_fake(grad, v, W, b, c):
-        return (torch.empty_like(v, memory_format=torch.contiguous_format),
-                torch.empty_like(W, memory_format=torch.contiguous_format),
-                torch.empty_like(b), torch.empty_like(c))
-
-    @torch.library.register_fake("gmkernels::rbm_log_z_exact")
-    def _rbm_log_z_exact_fake(W, b, c):
-        return W.new_empty((), dtype=torch.float64)
+if _backend.op_exists("rbm_ais"):
 
     @torch.library.register_fake("gmkernels::rbm_ais")
     def _rbm_ais_fake(W, b, c, betas, n_chains, base, seed, offset):
         return W.new_empty((), dtype=torch.float64), W.new_empty((), dtype=torch.float64)
-
-    def _fe_setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    def _fe_backward(ctx, grad):
-        v, W, b, c = ctx.saved_tensors
-        return torch.ops.gmkernels.rbm_free_energy_backward(grad, v, W, b, c)
-
-    torch.library.register_autograd("gmkernels::rbm_free_energy", _fe_backward,
-                                    setup_context=_fe_setup_context)

@@ -1,105 +1,64 @@
 """Fused stochastic steps (SPEC §3): the Langevin update and the SDE sampler steps.
 
-Each public op is a ``torch.ops.gmkernels.*`` dispatcher op with argument checks, seed
-handling and backend choice in front of it, a fake kernel (``torch.compile``) and autograd:
+Each public op is a ``torch.ops.gmkernels.*`` dispatcher op with argument checks
+(:mod:`gmkernels._checks`), seed handling and backend choice in front of it; its fake kernel
+(``torch.compile``) and autograd are registered right after its wrapper:
 
 * ``langevin_step`` / ``langevin_step_``: ``clamp(x + a g + c xi)`` (SPEC §3.1);
 * ``euler_maruyama_step``: ``x + drift dt + diffusion sqrt|dt| xi`` (SPEC §3.3);
 * ``reverse_sde_step``: one reverse-time step of a VE / VP / sub-VP SDE (Song et al. 2021);
 * ``langevin_corrector_step``: the predictor-corrector sampler's corrector (Song et al. 2021);
 * ``affine_noise_step``: ``cx x - ce e + cn xi``, and ``ddpm_step`` on top of it (Ho et al. 2020).
+
+Backends: "native" (csrc/sde), "triton" (:mod:`gmkernels.triton.sde`, which also holds the
+autograd of its kernels) and "reference" (:mod:`gmkernels.reference.sde`). The SDE and DDPM
+coefficient maths is in :mod:`gmkernels.score.coefficients`.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
-from .. import _backend
-from ..random import as_int64_bits, check_stream_args, resolve_seed, row_view
+from .. import _backend, _checks
+from .._checks import as_int64_bits, rows_of
+from .._enums import PREDICTORS, SDE_KINDS
 from ..reference import sde as _ref
+from ..reference.random import row_view
+from ..score.coefficients import ddpm_coefficients, sde_params  # noqa: F401  (sde_params: public)
 
 __all__ = ["langevin_step", "langevin_step_", "euler_maruyama_step", "reverse_sde_step",
            "langevin_corrector_step", "affine_noise_step", "ddpm_step"]
 
-
-# --------------------------------------------------------------------------------------------
-# argument checks shared by the sde ops
-
-def check_x_like(op: str, x, name: str, other, other_name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a tensor, got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"{op}: {name} must be a floating-point tensor, got {x.dtype}")
-    if not isinstance(other, torch.Tensor):
-        raise TypeError(f"{op}: {other_name} must be a tensor, got {type(other).__name__}")
-    if other.shape != x.shape:
-        raise ValueError(f"{op}: {other_name} must have the shape of {name} {tuple(x.shape)}, "
-                         f"got {tuple(other.shape)}")
-    if other.dtype != x.dtype:
-        raise TypeError(f"{op}: {other_name} must have the dtype of {name} ({x.dtype}), got {other.dtype}")
-    if other.device != x.device:
-        raise ValueError(f"{op}: {other_name} must be on {name}'s device ({x.device}), got {other.device}")
+_choose = _backend.choose_backend
+_op_exists = _backend.op_exists
 
 
-def scalar_or_per_sample(op: str, name: str, v, x: torch.Tensor, *, nonnegative: bool = True):
-    """A step parameter: a finite float (>= 0), or a per-sample (B,) tensor on x's device.
-    Returns (tensor or None, float)."""
-    if type(v) is float and math.isfinite(v) and (v >= 0 or not nonnegative):
-        return None, v  # the common case, without the ABC isinstance checks below
-    rows = x.shape[0] if x.dim() else 1
-    if isinstance(v, torch.Tensor):
-        if v.dim() == 0:
-            v = float(v)
-        else:
-            if v.dim() != 1 or v.shape[0] != rows:
-                raise ValueError(f"{op}: {name} must be a float or a per-sample tensor of shape "
-                                 f"({rows},), got shape {tuple(v.shape)}")
-            if not v.dtype.is_floating_point:
-                raise TypeError(f"{op}: {name} must be a floating-point tensor, got {v.dtype}")
-            if v.device != x.device:
-                raise ValueError(f"{op}: {name} must be on {x.device}, got {v.device}")
-            # A value check reads the tensor (a host sync on CUDA, a data-dependent branch
-            # that torch.compile cannot trace), so traced graphs skip it.
-            if not torch.compiler.is_compiling():
-                bad = ~torch.isfinite(v) | (v < 0) if nonnegative else ~torch.isfinite(v)
-                if bool(bad.any()):
-                    raise ValueError(f"{op}: every {name} must be finite"
-                                     f"{' and >= 0' if nonnegative else ''}, got {v.tolist()}")
-            return v, 0.0
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a float or a (B,) tensor, got {type(v).__name__}")
-    v = float(v)
-    if not math.isfinite(v) or (nonnegative and v < 0):
-        raise ValueError(f"{op}: {name} must be finite{' and >= 0' if nonnegative else ''}, got {v}")
-    return None, v
+def _call(name: str, tensors, *args):
+    return _backend.call_op(getattr(torch.ops.gmkernels, name), tensors, *args)
 
 
-def check_clamp(op: str, clamp):
-    if clamp is None:
-        return None, None
-    try:
-        lo, hi = (float(c) for c in clamp)
-    except (TypeError, ValueError):
-        raise TypeError(f"{op}: clamp must be None or a pair (lo, hi) of floats, got {clamp!r}") from None
-    if math.isnan(lo) or math.isnan(hi) or lo > hi:
-        raise ValueError(f"{op}: clamp must be (lo, hi) with lo <= hi, got ({lo}, {hi})")
-    return lo, hi
+def _stream(op, x, seed, offset, sample_offset, generator):
+    return _checks.stream(op, row_view(x.shape)[0], seed, offset, sample_offset, generator)
+
+
+def _acc(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _like_x(op, x, name, other, other_name):
+    _checks.floating(op, name, x)
+    _checks.like(op, name, x, other_name, other)
 
 
 # --------------------------------------------------------------------------------------------
-# langevin_step
+# langevin_step, langevin_step_
 
 def _prepare(op, x, grad, step_size, noise_scale, seed, offset, sample_offset, generator, clamp):
-    check_x_like(op, x, "x", grad, "grad")
-    a_t, a = scalar_or_per_sample(op, "step_size", step_size, x)
-    c_t, c = scalar_or_per_sample(op, "noise_scale", noise_scale, x)
-    lo, hi = check_clamp(op, clamp)
-    rows, _ = row_view(x.shape)
-    seed, offset, sample_offset = check_stream_args(op, resolve_seed(seed, generator), offset,
-                                                    sample_offset, rows)
+    _like_x(op, x, "x", grad, "grad")
+    a_t, a = _checks.per_sample(op, "step_size", step_size, x)
+    c_t, c = _checks.per_sample(op, "noise_scale", noise_scale, x)
+    lo, hi = _checks.clamp_pair(op, clamp)
+    seed, offset, sample_offset = _stream(op, x, seed, offset, sample_offset, generator)
     return a_t, a, c_t, c, lo, hi, seed, offset, sample_offset
 
 
@@ -134,86 +93,30 @@ def langevin_step(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, *
     regenerated in the backward from the seed, not stored).
 
     >>> x = torch.randn(8, 2); g = -x                  # score of N(0, I)
-    >>> y = gmkernels.langevin_step(x, g, 0.01, (2 * 0.01) ** 0.5, seed=0, offset=step)
+    >>> for step in range(10):
+    ...     x = gmkernels.langevin_step(x, -x, 0.01, (2 * 0.01) ** 0.5, seed=0, offset=step)
     """
     op = "gmkernels.langevin_step"
     a_t, a, c_t, c, lo, hi, seed, offset, sample_offset = _prepare(
         op, x, grad, step_size, noise_scale, seed, offset, sample_offset, generator, clamp)
-    backend = _backend.choose("langevin_step", x.device)
+    backend = _choose("langevin_step", x.device)
     if backend == "native":
         return _backend.call_op(torch.ops.gmkernels.langevin_step, (x, grad, a_t, c_t),
                                 x, grad, a_t, a, c_t, c, as_int64_bits(seed),
                                 as_int64_bits(offset), sample_offset, lo, hi)
     clamp = None if lo is None else (lo, hi)
     if backend == "triton":
-        return _TritonLangevin.apply(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, clamp)
+        from ..triton import sde as _tri
+        return _tri.Langevin.apply(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, clamp)
     return _ref.langevin_step(x, grad, a if a_t is None else a_t, c if c_t is None else c_t,
                               seed, offset, sample_offset, clamp)
 
 
-def langevin_step_(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, *, seed=None,
-                   offset: int = 0, sample_offset: int = 0, generator=None,
-                   clamp=None) -> torch.Tensor:
-    """In-place :func:`langevin_step`: overwrites and returns ``x`` (for sampler loops, where
-    a fresh output per step is an allocation and a cache miss). Not differentiable: use
-    :func:`langevin_step` under autograd."""
-    op = "gmkernels.langevin_step_"
-    if torch.is_grad_enabled() and (x.requires_grad or grad.requires_grad):
-        raise RuntimeError(f"{op}: in-place step on tensors that require grad; use "
-                           "gmkernels.langevin_step (out of place) for autograd, or torch.no_grad()")
-    a_t, a, c_t, c, lo, hi, seed, offset, sample_offset = _prepare(
-        op, x, grad, step_size, noise_scale, seed, offset, sample_offset, generator, clamp)
-    backend = _backend.choose("langevin_step_", x.device)
-    if backend == "native":
-        torch.ops.gmkernels.langevin_step_(x, grad, a_t, a, c_t, c, as_int64_bits(seed),
-                                           as_int64_bits(offset), sample_offset, lo, hi)
-        return x
-    clamp = None if lo is None else (lo, hi)
-    if backend == "triton":
-        from ..triton import sde as _tri
-        y = _tri.langevin_step_fwd(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, clamp)
-    else:
-        y = _ref.langevin_step(x, grad, a if a_t is None else a_t, c if c_t is None else c_t,
-                               seed, offset, sample_offset, clamp)
-    return x.copy_(y)
-
-
-class _TritonLangevin(torch.autograd.Function):
-    """Autograd for the Triton backend: the same backward as the native op's."""
-
-    @staticmethod
-    def forward(ctx, x, grad, a_t, a, c_t, c, seed, offset, sample_offset, clamp):
-        from ..triton import sde as _tri
-        out = _tri.langevin_step_fwd(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, clamp)
-        ctx.save_for_backward(out, grad, a_t)
-        ctx.args = (a, seed, offset, sample_offset, clamp, a_t is not None, c_t)
-        return out
-
-    @staticmethod
-    def backward(ctx, gy):
-        from ..triton import sde as _tri
-        out, grad, a_t = ctx.saved_tensors
-        a, seed, offset, sample_offset, clamp, has_a_t, c_t = ctx.args
-        need_a = has_a_t and ctx.needs_input_grad[2]
-        need_c = c_t is not None and ctx.needs_input_grad[4]
-        gx, gg, ga, gc = _tri.langevin_step_bwd(gy, out, grad, a_t if has_a_t else None, a, seed,
-                                               offset, sample_offset, clamp, need_a, need_c)
-        return (gx, gg, ga.to(a_t.dtype) if need_a else None, None,
-                gc.to(c_t.dtype) if need_c else None, None, None, None, None, None)
-
-
-# --------------------------------------------------------------------------------------------
-# fake kernels and autograd of the dispatcher ops
-
-if _backend.extension_available():
+if _op_exists("langevin_step") and _op_exists("langevin_step_backward"):
 
     @torch.library.register_fake("gmkernels::langevin_step")
     def _langevin_fake(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, lo, hi):
         return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-    @torch.library.register_fake("gmkernels::langevin_step_")
-    def _langevin_inplace_fake(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, lo, hi):
-        return None
 
     @torch.library.register_fake("gmkernels::langevin_step_backward")
     def _langevin_bwd_fake(gy, out, grad, a_t, a, seed, offset, sample_offset, lo, hi,
@@ -245,179 +148,44 @@ if _backend.extension_available():
                                     setup_context=_setup_context)
 
 
-# ============================================================================================
-# SDE steps (issue 3; SPEC §3.2-3.3)
-#
-# Backends. "native": the dispatcher ops of csrc/sde/sde.cpp (schemas in the API of issue 3).
-# "triton": gmkernels/triton/sde.py must provide these forward functions (all take contiguous
-# tensors, return a new contiguous tensor of x's shape and dtype, compute in float32, float64
-# for float64 inputs; seed and offset are Python ints in [0, 2^64), sample_offset in [0, 2^32);
-# the noise is gmkernels.random.normal(x.shape, seed, offset, sample_offset) element by element):
-#
-#   euler_maruyama_step_fwd(x, drift, diffusion_t, diffusion, dt, seed, offset, sample_offset)
-#       x + drift*dt + g*sqrt(|dt|)*xi; g = diffusion_t ((B,) per row, or x's shape) or the float
-#   reverse_sde_step_fwd(x, score, t_t, t, dt, kind, p0, p1, predictor, probability_flow,
-#                        seed, offset, sample_offset)
-#       kind: int 0=ve, 1=vp, 2=subvp; (p0, p1) = (sigma_min, sigma_max) or (beta_min, beta_max);
-#       predictor: int 0=euler_maruyama, 1=reverse_diffusion; t_t (B,) per-row times or None
-#       (then the float t); probability_flow: bool (no noise drawn)
-#   langevin_corrector_step_fwd(x, score, alpha_t, alpha, snr, seed, offset, sample_offset)
-#   affine_noise_step_fwd(x, e, cx_t, cx, ce_t, ce, cn_t, cn, seed, offset, sample_offset)
-#       cx*x - ce*e + cn*xi, each coefficient the (B,) tensor when given, else the float
-#
-# Their gradients (triton backend) come from torch.autograd.Functions below whose backward is
-# the closed form in torch ops: every step is affine in x and the score with per-row
-# coefficients, so the backward is one elementwise pass (plus the regenerated noise for the
-# gradient of a diffusion / noise coefficient).
-# ============================================================================================
+def langevin_step_(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, *, seed=None,
+                   offset: int = 0, sample_offset: int = 0, generator=None,
+                   clamp=None) -> torch.Tensor:
+    """In-place :func:`langevin_step`: overwrites and returns ``x`` (for sampler loops, where
+    a fresh output per step is an allocation and a cache miss). Not differentiable: use
+    :func:`langevin_step` under autograd.
 
-SDE_KINDS = {"ve": 0, "vp": 1, "subvp": 2}
-PREDICTORS = {"euler_maruyama": 0, "reverse_diffusion": 1}
-
-
-def _op_exists(name: str) -> bool:
-    """Whether the loaded extension registers ``gmkernels::name`` (a build may predate it)."""
-    return _backend.extension_available() and hasattr(torch.ops.gmkernels, name)
-
-
-def _choose(op: str, device) -> str:
-    """_backend.choose, but an op the loaded extension lacks falls back to the reference by
-    default (and the "native" override says so) instead of the dispatcher's lookup error."""
-    if _op_exists(op):
-        return _backend.choose(op, device)
-    name = _backend._override()
-    if name == "native":
-        raise RuntimeError(f"gmkernels: backend 'native' cannot run {op}: the loaded extension "
-                           f"has no gmkernels::{op} (rebuild it: pip install --no-build-isolation -e .)")
-    if name == "triton":
-        return _backend.choose(op, device)
-    return "reference"
-
-
-def _call(name: str, tensors, *args):
-    return _backend.call_op(getattr(torch.ops.gmkernels, name), tensors, *args)
-
-
-def _rows_of(x: torch.Tensor) -> int:
-    return x.shape[0] if x.dim() else 1
-
-
-def _stream(op, x, seed, offset, sample_offset, generator):
-    rows, _ = row_view(x.shape)
-    return check_stream_args(op, resolve_seed(seed, generator), offset, sample_offset, rows)
-
-
-def _check_finite_float(op: str, name: str, v, *, positive=False, nonzero=False) -> float:
-    if type(v) is float and math.isfinite(v) and (v > 0 or not positive) and (v != 0 or not nonzero):
-        return v  # the common case, without the ABC isinstance checks below (~1 us each)
-    if isinstance(v, torch.Tensor) and v.dim() == 0:
-        v = float(v)
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a float, got {type(v).__name__}")
-    v = float(v)
-    if not math.isfinite(v):
-        raise ValueError(f"{op}: {name} must be finite, got {v}")
-    if positive and not v > 0:
-        raise ValueError(f"{op}: {name} must be > 0, got {v}")
-    if nonzero and v == 0:
-        raise ValueError(f"{op}: {name} must be nonzero, got {v}")
-    return v
-
-
-def _check_time(op: str, t, x: torch.Tensor):
-    """t: a float in [0, 1] or a per-sample (B,) floating tensor with values in [0, 1].
-    Returns (tensor or None, float)."""
-    rows = _rows_of(x)
-    if isinstance(t, torch.Tensor) and t.dim() > 0:
-        if t.dim() != 1 or t.shape[0] != rows:
-            raise ValueError(f"{op}: t must be a float or a per-sample tensor of shape ({rows},), "
-                             f"got shape {tuple(t.shape)}")
-        if not t.dtype.is_floating_point:
-            raise TypeError(f"{op}: t must be a floating-point tensor, got {t.dtype}")
-        if t.device != x.device:
-            raise ValueError(f"{op}: t must be on x's device ({x.device}), got {t.device}")
-        if not torch.compiler.is_compiling():
-            bad = ~((t >= 0) & (t <= 1))
-            if bool(bad.any()):
-                raise ValueError(f"{op}: every t must be in [0, 1], got {t[bad][:8].tolist()} "
-                                 "among its values")
-        return t.detach(), 0.0
-    tf = _check_finite_float(op, "t", t)
-    if not 0.0 <= tf <= 1.0:
-        raise ValueError(f"{op}: t must be in [0, 1], got {tf}")
-    return None, tf
-
-
-def sde_params(op: str, sde) -> tuple[str, float, float]:
-    """(kind, p0, p1) of an SDE object: ``kind`` "ve" with ``sigma_min, sigma_max``, or "vp" /
-    "subvp" with ``beta_min, beta_max`` (gmkernels.score.VESDE / VPSDE / subVPSDE)."""
-    kind = getattr(sde, "kind", None)
-    if kind not in SDE_KINDS:
-        raise TypeError(f"{op}: sde must have an attribute kind in {tuple(SDE_KINDS)} (e.g. "
-                        f"gmkernels.score.VESDE()), got {type(sde).__name__} with kind={kind!r}")
-    names = ("sigma_min", "sigma_max") if kind == "ve" else ("beta_min", "beta_max")
-    vals = []
-    for n in names:
-        if not hasattr(sde, n):
-            raise TypeError(f"{op}: a {kind!r} sde must have attributes {names}, "
-                            f"{type(sde).__name__} has no {n}")
-        v = getattr(sde, n)
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
-            raise ValueError(f"{op}: sde.{n} must be a finite float, got {v!r}")
-        vals.append(float(v))
-    p0, p1 = vals
-    if kind == "ve" and not 0 < p0 < p1:
-        raise ValueError(f"{op}: a VE sde needs 0 < sigma_min < sigma_max, got sigma_min={p0}, "
-                         f"sigma_max={p1}")
-    if kind != "ve" and (p0 < 0 or p1 < 0):
-        raise ValueError(f"{op}: sde.beta_min and sde.beta_max must be >= 0, got {p0}, {p1}")
-    return kind, p0, p1
-
-
-def reverse_coefficients(kind: str, p0: float, p1: float, t_t, t: float, dt: float,
-                         predictor: str, probability_flow: bool, dtype, device):
-    """Per-row (cx, cs, cn) with reverse_sde_step(x, s) = cx*x + cs*s + cn*xi: (B,) tensors
-    for per-sample times t_t, else 0-d tensors; computed in float64, returned in ``dtype``."""
-    tt = (t_t.to(device=device, dtype=torch.float64) if t_t is not None
-          else torch.tensor(t, dtype=torch.float64, device=device))
-    c, g2 = _ref.sde_f_coeff_g2(kind, p0, p1, tt)
-    if predictor == "euler_maruyama":
-        cx, G2 = 1 - c * dt, g2 * dt
-    elif kind == "ve":
-        sig = lambda u: p0 * (p1 / p0) ** u  # noqa: E731
-        cx, G2 = torch.ones_like(tt), sig(tt) ** 2 - sig(torch.clamp(tt - dt, min=0.0)) ** 2
-    elif kind == "vp":
-        beta_d = (p0 + tt * (p1 - p0)) * dt
-        cx, G2 = 2 - torch.sqrt(1 - beta_d), beta_d
+    >>> x = torch.randn(8, 2)
+    >>> y = gmkernels.langevin_step(x, -x, 0.01, 0.1, seed=0)
+    >>> gmkernels.langevin_step_(x, -x, 0.01, 0.1, seed=0) is x and torch.allclose(x, y)
+    True
+    """
+    op = "gmkernels.langevin_step_"
+    if torch.is_grad_enabled() and (x.requires_grad or grad.requires_grad):
+        raise RuntimeError(f"{op}: in-place step on tensors that require grad; use "
+                           "gmkernels.langevin_step (out of place) for autograd, or torch.no_grad()")
+    a_t, a, c_t, c, lo, hi, seed, offset, sample_offset = _prepare(
+        op, x, grad, step_size, noise_scale, seed, offset, sample_offset, generator, clamp)
+    backend = _choose("langevin_step_", x.device)
+    if backend == "native":
+        torch.ops.gmkernels.langevin_step_(x, grad, a_t, a, c_t, c, as_int64_bits(seed),
+                                           as_int64_bits(offset), sample_offset, lo, hi)
+        return x
+    clamp = None if lo is None else (lo, hi)
+    if backend == "triton":
+        from ..triton import sde as _tri
+        y = _tri.langevin_step_fwd(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, clamp)
     else:
-        cx, G2 = 1 - c * dt, g2 * dt
-    if probability_flow:
-        cs, cn = 0.5 * G2, torch.zeros_like(G2)
-    else:
-        cs, cn = G2, torch.sqrt(G2)
-    return cx.to(dtype), cs.to(dtype), cn.to(dtype)
+        y = _ref.langevin_step(x, grad, a if a_t is None else a_t, c if c_t is None else c_t,
+                               seed, offset, sample_offset, clamp)
+    return x.copy_(y)
 
 
-def _row_sum(v: torch.Tensor, rows: int) -> torch.Tensor:
-    return v.reshape(rows, v.numel() // max(rows, 1)).sum(dim=1)
+if _op_exists("langevin_step_"):
 
-
-def _bcast(v, like: torch.Tensor):
-    """A (B,) tensor as (B, 1, ..., 1) against ``like``; floats and 0-d tensors as they are."""
-    if isinstance(v, torch.Tensor) and v.dim() == 1 and like.dim() > 1:
-        return v.reshape((-1,) + (1,) * (like.dim() - 1))
-    if isinstance(v, torch.Tensor) and like.dim() == 0:
-        return v.reshape(())
-    return v
-
-
-def _noise(x, seed, offset, sample_offset, dtype):
-    from .. import random as _random
-    return _random.normal(x.shape, seed, offset, sample_offset, dtype=dtype, device=x.device)
-
-
-def _compute_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
+    @torch.library.register_fake("gmkernels::langevin_step_")
+    def _langevin_inplace_fake(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, lo, hi):
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,28 +193,21 @@ def _compute_dtype(dtype):
 
 def _check_diffusion(op: str, diffusion, x: torch.Tensor):
     """diffusion: a finite float, a per-sample (B,) tensor, or a tensor of x's shape.
-    Returns (tensor or None, float, per_sample: bool)."""
-    rows = _rows_of(x)
+    Returns (tensor or None, float)."""
     if isinstance(diffusion, torch.Tensor) and diffusion.dim() > 0:
-        if diffusion.device != x.device:
-            raise ValueError(f"{op}: diffusion must be on x's device ({x.device}), got {diffusion.device}")
-        if not diffusion.dtype.is_floating_point:
-            raise TypeError(f"{op}: diffusion must be a floating-point tensor, got {diffusion.dtype}")
-        if diffusion.dim() == 1 and diffusion.shape[0] == rows:
-            per_row = True
-        elif diffusion.shape == x.shape:
-            per_row = False
-            if diffusion.dtype != x.dtype:
-                raise TypeError(f"{op}: a full diffusion tensor must have x's dtype ({x.dtype}), "
-                                f"got {diffusion.dtype}")
-        else:
+        rows = rows_of(x)
+        if not (diffusion.dim() == 1 and diffusion.shape[0] == rows) and diffusion.shape != x.shape:
             raise ValueError(f"{op}: diffusion must be a float, a per-sample tensor of shape "
                              f"({rows},) or a tensor of x's shape {tuple(x.shape)}, got shape "
                              f"{tuple(diffusion.shape)}")
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(diffusion).all()):
-            raise ValueError(f"{op}: every diffusion value must be finite")
-        return diffusion, 0.0, per_row
-    return None, _check_finite_float(op, "diffusion", diffusion), True
+        _checks.same_device(op, "diffusion", diffusion, "x", x)
+        _checks.floating(op, "diffusion", diffusion)
+        if diffusion.shape == x.shape and x.dim() != 1 and diffusion.dtype != x.dtype:
+            raise TypeError(f"{op}: a full diffusion tensor must have x's dtype ({x.dtype}), "
+                            f"got {diffusion.dtype}")
+        _checks.values(op, "diffusion", diffusion, "finite", torch.isfinite)
+        return diffusion, 0.0
+    return None, _checks.real(op, "diffusion", diffusion)
 
 
 def euler_maruyama_step(x: torch.Tensor, drift: torch.Tensor, diffusion, dt: float, *, seed=None,
@@ -476,55 +237,63 @@ def euler_maruyama_step(x: torch.Tensor, drift: torch.Tensor, diffusion, dt: flo
     Reference: Kloeden & Platen, "Numerical Solution of Stochastic Differential Equations"
     (1992), §9.1; Song et al. 2021, "Score-Based Generative Modeling through SDEs".
 
-    >>> x = torch.randn(4096, 2)                      # Ornstein-Uhlenbeck dx = -x dt + sqrt(2) dw
+    >>> x = torch.randn(256, 2)                       # Ornstein-Uhlenbeck dx = -x dt + sqrt(2) dw
     >>> for k in range(100):
     ...     x = gmkernels.euler_maruyama_step(x, -x, 2 ** 0.5, 0.01, seed=0, offset=k)
     """
     op = "gmkernels.euler_maruyama_step"
-    check_x_like(op, x, "x", drift, "drift")
-    g_t, g, per_row = _check_diffusion(op, diffusion, x)
-    dt = _check_finite_float(op, "dt", dt, nonzero=True)
+    _like_x(op, x, "x", drift, "drift")
+    g_t, g = _check_diffusion(op, diffusion, x)
+    dt = _checks.real(op, "dt", dt, nonzero=True)
     seed, offset, sample_offset = _stream(op, x, seed, offset, sample_offset, generator)
     backend = _choose("euler_maruyama_step", x.device)
     if backend == "native":
         return _call("euler_maruyama_step", (x, drift, g_t), x, drift, g_t, g, dt,
                      as_int64_bits(seed), as_int64_bits(offset), sample_offset)
     if backend == "triton":
-        return _TritonEulerMaruyama.apply(x, drift, g_t, g, dt, seed, offset, sample_offset)
+        from ..triton import sde as _tri
+        return _tri.EulerMaruyama.apply(x, drift, g_t, g, dt, seed, offset, sample_offset)
     return _ref.euler_maruyama_step(x, drift, g if g_t is None else g_t, dt, seed, offset,
                                     sample_offset)
 
 
-def _em_backward_torch(gy, g_t, dt, seed, offset, sample_offset, need_g):
-    """(grad_x, grad_drift, grad_diffusion or None) of euler_maruyama_step in torch ops."""
-    gx = gy.contiguous()
-    gd = gy * dt
-    gg = None
-    if need_g:
-        cd = _compute_dtype(gy.dtype)
-        w = gy.to(cd) * (math.sqrt(abs(dt)) * _noise(gy, seed, offset, sample_offset, cd))
-        gg = w if g_t.shape == gy.shape and gy.dim() != 1 else _row_sum(w, _rows_of(gy))
-        gg = gg.to(g_t.dtype)
-    return gx, gd, gg
+if _op_exists("euler_maruyama_step"):
 
+    @torch.library.register_fake("gmkernels::euler_maruyama_step")
+    def _em_fake(x, drift, g_t, g, dt, seed, offset, sample_offset):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
 
-class _TritonEulerMaruyama(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, drift, g_t, g, dt, seed, offset, sample_offset):
-        from ..triton import sde as _tri
+if _op_exists("euler_maruyama_step_backward"):
+
+    @torch.library.register_fake("gmkernels::euler_maruyama_step_backward")
+    def _em_bwd_fake(gy, g_t, dt, seed, offset, sample_offset, x_shape, need_g):
+        gx = torch.empty_like(gy, memory_format=torch.contiguous_format)
+        gd = torch.empty_like(gy, memory_format=torch.contiguous_format)
+        if not need_g or g_t is None:
+            gg = gy.new_empty((0,), dtype=_acc(gy.dtype))
+        elif tuple(g_t.shape) == tuple(x_shape) and len(x_shape) != 1:
+            gg = torch.empty_like(gy, memory_format=torch.contiguous_format)
+        else:
+            gg = gy.new_empty((x_shape[0] if len(x_shape) else 1,), dtype=_acc(gy.dtype))
+        return gx, gd, gg
+
+if _op_exists("euler_maruyama_step") and _op_exists("euler_maruyama_step_backward"):
+
+    def _em_setup(ctx, inputs, output):
+        x, drift, g_t, g, dt, seed, offset, sample_offset = inputs
         ctx.save_for_backward(g_t)
-        ctx.args = (dt, seed, offset, sample_offset)
-        return _tri.euler_maruyama_step_fwd(x.contiguous(), drift.contiguous(),
-                                            None if g_t is None else g_t.contiguous(), g, dt,
-                                            seed, offset, sample_offset)
+        ctx.args = (dt, seed, offset, sample_offset, list(x.shape))
 
-    @staticmethod
-    def backward(ctx, gy):
+    def _em_backward(ctx, gy):
         (g_t,) = ctx.saved_tensors
-        dt, seed, offset, sample_offset = ctx.args
+        dt, seed, offset, sample_offset, shape = ctx.args
         need_g = g_t is not None and ctx.needs_input_grad[2]
-        gx, gd, gg = _em_backward_torch(gy, g_t, dt, seed, offset, sample_offset, need_g)
-        return gx, gd, gg, None, None, None, None, None
+        gx, gd, gg = torch.ops.gmkernels.euler_maruyama_step_backward(
+            gy, g_t, dt, seed, offset, sample_offset, shape, need_g)
+        return gx, gd, (gg.to(g_t.dtype) if need_g else None), None, None, None, None, None
+
+    torch.library.register_autograd("gmkernels::euler_maruyama_step", _em_backward,
+                                    setup_context=_em_setup)
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,14 +341,14 @@ def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, sde, *,
     >>> x = gmkernels.reverse_sde_step(x, -x, 1.0, 1e-3, sde, seed=0, offset=1)   # N(0, I) score
     """
     op = "gmkernels.reverse_sde_step"
-    check_x_like(op, x, "x", score, "score")
+    _like_x(op, x, "x", score, "score")
     kind, p0, p1 = sde_params(op, sde)
-    if predictor not in PREDICTORS:
-        raise ValueError(f"{op}: predictor must be one of {tuple(PREDICTORS)}, got {predictor!r}")
-    if not isinstance(probability_flow, bool):
-        raise TypeError(f"{op}: probability_flow must be a bool, got {type(probability_flow).__name__}")
-    t_t, t = _check_time(op, t, x)
-    dt = _check_finite_float(op, "dt", dt, positive=True)
+    _checks.choice(op, "predictor", predictor, PREDICTORS)
+    _checks.boolean(op, "probability_flow", probability_flow)
+    t_t, t = _checks.per_sample(op, "t", t, x, 0.0, 1.0)
+    if t_t is not None:
+        t_t = t_t.detach()
+    dt = _checks.real(op, "dt", dt, 0.0, lo_open=True)
     if predictor == "reverse_diffusion" and kind == "vp":
         tmax = float(t_t.max()) if (t_t is not None and t_t.numel() and
                                     not torch.compiler.is_compiling()) else t
@@ -594,39 +363,40 @@ def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, sde, *,
         return _call("reverse_sde_step", (x, score), x, score, t_t, t, dt, k, p0, p1, pr,
                      probability_flow, as_int64_bits(seed), as_int64_bits(offset), sample_offset)
     if backend == "triton":
-        return _TritonReverse.apply(x, score, t_t, t, dt, k, p0, p1, pr, probability_flow, seed,
-                                    offset, sample_offset)
+        from ..triton import sde as _tri
+        return _tri.ReverseSde.apply(x, score, t_t, t, dt, k, p0, p1, pr, probability_flow, seed,
+                                     offset, sample_offset)
     return _ref.reverse_sde_step(x, score, t if t_t is None else t_t, dt, kind, p0, p1, predictor,
                                  probability_flow, seed, offset, sample_offset)
 
 
-_KIND_NAMES = {v: k for k, v in SDE_KINDS.items()}
-_PRED_NAMES = {v: k for k, v in PREDICTORS.items()}
+if _op_exists("reverse_sde_step"):
 
+    @torch.library.register_fake("gmkernels::reverse_sde_step")
+    def _rev_fake(x, score, t_t, t, dt, kind, p0, p1, predictor, pf, seed, offset, sample_offset):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
 
-def _reverse_backward_torch(gy, t_t, t, dt, kind, p0, p1, predictor, pf):
-    cd = _compute_dtype(gy.dtype)
-    cx, cs, _ = reverse_coefficients(_KIND_NAMES[kind], p0, p1, t_t, t, dt, _PRED_NAMES[predictor],
-                                     pf, cd, gy.device)
-    g = gy.to(cd)
-    return (_bcast(cx, g) * g).to(gy.dtype), (_bcast(cs, g) * g).to(gy.dtype)
+if _op_exists("reverse_sde_step_backward"):
 
+    @torch.library.register_fake("gmkernels::reverse_sde_step_backward")
+    def _rev_bwd_fake(gy, t_t, t, dt, kind, p0, p1, predictor, pf, x_shape):
+        return (torch.empty_like(gy, memory_format=torch.contiguous_format),
+                torch.empty_like(gy, memory_format=torch.contiguous_format))
 
-class _TritonReverse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, score, t_t, t, dt, kind, p0, p1, predictor, pf, seed, offset, sample_offset):
-        from ..triton import sde as _tri
+if _op_exists("reverse_sde_step") and _op_exists("reverse_sde_step_backward"):
+
+    def _rev_setup(ctx, inputs, output):
+        x, score, t_t, t, dt, kind, p0, p1, predictor, pf, seed, offset, sample_offset = inputs
         ctx.save_for_backward(t_t)
-        ctx.args = (t, dt, kind, p0, p1, predictor, pf)
-        return _tri.reverse_sde_step_fwd(x.contiguous(), score.contiguous(),
-                                         None if t_t is None else t_t.contiguous(), t, dt, kind,
-                                         p0, p1, predictor, pf, seed, offset, sample_offset)
+        ctx.args = (t, dt, kind, p0, p1, predictor, pf, list(x.shape))
 
-    @staticmethod
-    def backward(ctx, gy):
+    def _rev_backward(ctx, gy):
         (t_t,) = ctx.saved_tensors
-        gx, gs = _reverse_backward_torch(gy, t_t, *ctx.args)
+        gx, gs = torch.ops.gmkernels.reverse_sde_step_backward(gy, t_t, *ctx.args)
         return (gx, gs) + (None,) * 11
+
+    torch.library.register_autograd("gmkernels::reverse_sde_step", _rev_backward,
+                                    setup_context=_rev_setup)
 
 
 # --------------------------------------------------------------------------------------------
@@ -665,9 +435,9 @@ def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, *,
     >>> x = gmkernels.langevin_corrector_step(x, -x / 9, 0.16, seed=0, offset=2)
     """
     op = "gmkernels.langevin_corrector_step"
-    check_x_like(op, x, "x", score, "score")
-    snr = _check_finite_float(op, "snr", snr, positive=True)
-    a_t, a = scalar_or_per_sample(op, "alpha", alpha, x)
+    _like_x(op, x, "x", score, "score")
+    snr = _checks.real(op, "snr", snr, 0.0, lo_open=True)
+    a_t, a = _checks.per_sample(op, "alpha", alpha, x)
     if torch.is_grad_enabled() and (x.requires_grad or score.requires_grad or
                                     (a_t is not None and a_t.requires_grad)):
         raise RuntimeError(f"{op} is not differentiable; call it under torch.no_grad() or on "
@@ -684,6 +454,13 @@ def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, *,
                                                 snr, seed, offset, sample_offset)
     return _ref.langevin_corrector_step(x, score, snr, a if a_t is None else a_t, seed, offset,
                                         sample_offset)
+
+
+if _op_exists("langevin_corrector_step"):
+
+    @torch.library.register_fake("gmkernels::langevin_corrector_step")
+    def _corr_fake(x, score, a_t, a, snr, seed, offset, sample_offset):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 # --------------------------------------------------------------------------------------------
@@ -704,11 +481,15 @@ def affine_noise_step(x: torch.Tensor, e: torch.Tensor, cx, ce, cn, *, seed=None
         a new contiguous tensor of x's shape and dtype. Differentiable in x, e and the tensor
         coefficients (d/dcn is the row sum of xi, regenerated).
 
+    >>> x, eps = torch.randn(8, 2), torch.randn(8, 2)
     >>> y = gmkernels.affine_noise_step(x, eps, 1.01, 0.02, 0.1, seed=0)
+    >>> xi = gmkernels.random.normal(x.shape, seed=0)
+    >>> torch.allclose(y, 1.01 * x - 0.02 * eps + 0.1 * xi, atol=1e-6)
+    True
     """
     op = "gmkernels.affine_noise_step"
-    check_x_like(op, x, "x", e, "e")
-    coeffs = [scalar_or_per_sample(op, n, v, x, nonnegative=False)
+    _like_x(op, x, "x", e, "e")
+    coeffs = [_checks.per_sample(op, n, v, x, None)
               for n, v in (("cx", cx), ("ce", ce), ("cn", cn))]
     seed, offset, sample_offset = _stream(op, x, seed, offset, sample_offset, generator)
     return _affine(x, e, coeffs, seed, offset, sample_offset)
@@ -721,218 +502,12 @@ def _affine(x, e, coeffs, seed, offset, sample_offset):
         return _call("affine_noise_step", (x, e, cx_t, ce_t, cn_t), x, e, cx_t, cx, ce_t, ce,
                      cn_t, cn, as_int64_bits(seed), as_int64_bits(offset), sample_offset)
     if backend == "triton":
-        return _TritonAffine.apply(x, e, cx_t, cx, ce_t, ce, cn_t, cn, seed, offset, sample_offset)
+        from ..triton import sde as _tri
+        return _tri.AffineNoise.apply(x, e, cx_t, cx, ce_t, ce, cn_t, cn, seed, offset, sample_offset)
     pick = lambda t, f: f if t is None else t  # noqa: E731
     return _ref.affine_noise_step(x, e, pick(cx_t, cx), pick(ce_t, ce), pick(cn_t, cn), seed,
                                   offset, sample_offset)
 
-
-def _affine_backward_torch(gy, x, e, cx_t, cx, ce_t, ce, cn_t, seed, offset, sample_offset, needs):
-    """Gradients of cx*x - ce*e + cn*xi for (x, e, cx_t, ce_t, cn_t) in torch ops."""
-    cd = _compute_dtype(gy.dtype)
-    g = gy.to(cd)
-    rows = _rows_of(gy)
-    pick = lambda t, f: _bcast(t.to(cd), g) if t is not None else f  # noqa: E731
-    gx = (pick(cx_t, cx) * g).to(gy.dtype) if needs[0] else None
-    ge = (-pick(ce_t, ce) * g).to(gy.dtype) if needs[1] else None
-    gcx = _row_sum(g * x.to(cd), rows).to(cx_t.dtype) if needs[2] and cx_t is not None else None
-    gce = (-_row_sum(g * e.to(cd), rows)).to(ce_t.dtype) if needs[3] and ce_t is not None else None
-    gcn = None
-    if needs[4] and cn_t is not None:
-        gcn = _row_sum(g * _noise(gy, seed, offset, sample_offset, cd), rows).to(cn_t.dtype)
-    return gx, ge, gcx, gce, gcn
-
-
-class _TritonAffine(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, e, cx_t, cx, ce_t, ce, cn_t, cn, seed, offset, sample_offset):
-        from ..triton import sde as _tri
-        ctx.save_for_backward(x, e, cx_t, ce_t, cn_t)
-        ctx.args = (cx, ce, seed, offset, sample_offset)
-        c = lambda t: None if t is None else t.contiguous()  # noqa: E731
-        return _tri.affine_noise_step_fwd(x.contiguous(), e.contiguous(), c(cx_t), cx, c(ce_t), ce,
-                                          c(cn_t), cn, seed, offset, sample_offset)
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, e, cx_t, ce_t, cn_t = ctx.saved_tensors
-        cx, ce, seed, offset, sample_offset = ctx.args
-        n = ctx.needs_input_grad
-        gx, ge, gcx, gce, gcn = _affine_backward_torch(gy, x, e, cx_t, cx, ce_t, ce, cn_t, seed,
-                                                       offset, sample_offset,
-                                                       (n[0], n[1], n[2], n[4], n[6]))
-        return gx, ge, gcx, None, gce, None, gcn, None, None, None, None
-
-
-def _check_schedule(op: str, schedule) -> int:
-    tensors = []
-    for n in ("betas", "alphas", "alphas_cumprod", "sigmas"):
-        v = getattr(schedule, n, None)
-        if not isinstance(v, torch.Tensor) or v.dim() != 1:
-            raise TypeError(f"{op}: schedule must have 1-D tensors betas, alphas, alphas_cumprod "
-                            f"and sigmas (gmkernels.score.DDPMSchedule), got {type(schedule).__name__} "
-                            f"with {n}={type(v).__name__}")
-        tensors.append(v)
-    T = tensors[0].shape[0]
-    if T == 0 or any(v.shape[0] != T for v in tensors):
-        raise ValueError(f"{op}: schedule tensors must all have the same length T > 0, got lengths "
-                         f"{[v.shape[0] for v in tensors]}")
-    return T
-
-
-def ddpm_coefficients(t, schedule, x: torch.Tensor, op: str = "gmkernels.ddpm_step"):
-    """(cx, ce, cn) of the DDPM ancestral step at integer step(s) t (see :func:`ddpm_step`):
-    floats for an int t, (B,) tensors in x's compute dtype for a (B,) tensor t."""
-    T = _check_schedule(op, schedule)
-    if isinstance(t, torch.Tensor) and t.dim() > 0:
-        rows = _rows_of(x)
-        if t.dim() != 1 or t.shape[0] != rows:
-            raise ValueError(f"{op}: t must be an int or a per-sample tensor of shape ({rows},), "
-                             f"got shape {tuple(t.shape)}")
-        if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
-            raise TypeError(f"{op}: t must be an integer tensor (int64), got {t.dtype}")
-        if not torch.compiler.is_compiling():
-            bad = (t < 0) | (t >= T)
-            if bool(bad.any()):
-                raise ValueError(f"{op}: every t must be in [0, {T}) (the schedule's length), got "
-                                 f"{t[bad][:8].tolist()} among its values")
-        idx = t.to(device=schedule.betas.device, dtype=torch.int64)
-        a, ab, sg = (v.to(torch.float64)[idx] for v in (schedule.alphas, schedule.alphas_cumprod,
-                                                        schedule.sigmas))
-        sg = torch.where(idx == 0, torch.zeros_like(sg), sg)
-        cx = 1 / torch.sqrt(a)
-        ce = (1 - a) / (torch.sqrt(1 - ab) * torch.sqrt(a))
-        cd = _compute_dtype(x.dtype)
-        return tuple(v.to(device=x.device, dtype=cd) for v in (cx, ce, sg))
-    if isinstance(t, torch.Tensor):
-        if t.dtype.is_floating_point:
-            raise TypeError(f"{op}: t must be an int or an integer tensor, got {t.dtype}")
-        t = int(t)
-    if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-        raise TypeError(f"{op}: t must be an int or a (B,) int64 tensor, got {type(t).__name__}")
-    t = int(t)
-    if not 0 <= t < T:
-        raise ValueError(f"{op}: t must be in [0, {T}) (the schedule's length), got {t}")
-    a = float(schedule.alphas[t])
-    ab = float(schedule.alphas_cumprod[t])
-    sg = 0.0 if t == 0 else float(schedule.sigmas[t])
-    return 1 / math.sqrt(a), (1 - a) / (math.sqrt(1 - ab) * math.sqrt(a)), sg
-
-
-def ddpm_step(x_t: torch.Tensor, eps_pred: torch.Tensor, t, schedule, *, seed=None,
-              offset: int = 0, sample_offset: int = 0, generator=None) -> torch.Tensor:
-    """One DDPM ancestral sampling step (Ho et al. 2020, Alg. 2), fused:
-
-        x_{t-1} = (x_t - (1 - α_t) / sqrt(1 - ᾱ_t) · ε_θ) / sqrt(α_t) + σ_t ξ,   ξ = 0 at t = 0
-
-    computed as :func:`affine_noise_step` with per-row c_x = 1/sqrt(α_t),
-    c_ε = (1 - α_t) / (sqrt(1 - ᾱ_t) sqrt(α_t)), c_ξ = σ_t (0 where t == 0), gathered from the
-    schedule in float64.
-
-    Args:
-        x_t: (B, ...) any rank and strides; float32, float64 (half types with float32 math).
-        eps_pred: ε_θ(x_t, t), same shape, dtype and device as x_t.
-        t: the 0-based step, an int or a per-sample (B,) int64 tensor, 0 <= t < T (t = T - 1 is
-            the first sampling step, t = 0 the last).
-        schedule: gmkernels.score.DDPMSchedule (or any object with (T,) tensors ``betas,
-            alphas, alphas_cumprod, sigmas``).
-        seed, offset, sample_offset, generator: the Philox stream (SPEC §0).
-
-    Returns:
-        a new contiguous tensor of x_t's shape and dtype, differentiable in x_t and eps_pred.
-
-    Reference: Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models", Alg. 2.
-
-    >>> sched = gmkernels.score.DDPMSchedule.linear(1000)
-    >>> x = gmkernels.ddpm_step(x, model(x, 999), 999, sched, seed=0, offset=1)
-    """
-    op = "gmkernels.ddpm_step"
-    check_x_like(op, x_t, "x_t", eps_pred, "eps_pred")
-    cx, ce, cn = ddpm_coefficients(t, schedule, x_t, op)
-    seed, offset, sample_offset = _stream(op, x_t, seed, offset, sample_offset, generator)
-    coeffs = [(v, 0.0) if isinstance(v, torch.Tensor) else (None, v) for v in (cx, ce, cn)]
-    return _affine(x_t, eps_pred, coeffs, seed, offset, sample_offset)
-
-
-# --------------------------------------------------------------------------------------------
-# fake kernels and autograd of the new dispatcher ops, each registered only when the loaded
-# extension has the op (a build from before issue 3 must still import)
-
-def _acc(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-if _op_exists("euler_maruyama_step"):
-
-    @torch.library.register_fake("gmkernels::euler_maruyama_step")
-    def _em_fake(x, drift, g_t, g, dt, seed, offset, sample_offset):
-        return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-if _op_exists("euler_maruyama_step_backward"):
-
-    @torch.library.register_fake("gmkernels::euler_maruyama_step_backward")
-    def _em_bwd_fake(gy, g_t, dt, seed, offset, sample_offset, x_shape, need_g):
-        gx = torch.empty_like(gy, memory_format=torch.contiguous_format)
-        gd = torch.empty_like(gy, memory_format=torch.contiguous_format)
-        if not need_g or g_t is None:
-            gg = gy.new_empty((0,), dtype=_acc(gy.dtype))
-        elif tuple(g_t.shape) == tuple(x_shape) and len(x_shape) != 1:
-            gg = torch.empty_like(gy, memory_format=torch.contiguous_format)
-        else:
-            gg = gy.new_empty((x_shape[0] if len(x_shape) else 1,), dtype=_acc(gy.dtype))
-        return gx, gd, gg
-
-if _op_exists("euler_maruyama_step") and _op_exists("euler_maruyama_step_backward"):
-
-    def _em_setup(ctx, inputs, output):
-        x, drift, g_t, g, dt, seed, offset, sample_offset = inputs
-        ctx.save_for_backward(g_t)
-        ctx.args = (dt, seed, offset, sample_offset, list(x.shape))
-
-    def _em_backward(ctx, gy):
-        (g_t,) = ctx.saved_tensors
-        dt, seed, offset, sample_offset, shape = ctx.args
-        need_g = g_t is not None and ctx.needs_input_grad[2]
-        gx, gd, gg = torch.ops.gmkernels.euler_maruyama_step_backward(
-            gy, g_t, dt, seed, offset, sample_offset, shape, need_g)
-        return gx, gd, (gg.to(g_t.dtype) if need_g else None), None, None, None, None, None
-
-    torch.library.register_autograd("gmkernels::euler_maruyama_step", _em_backward,
-                                    setup_context=_em_setup)
-
-if _op_exists("reverse_sde_step"):
-
-    @torch.library.register_fake("gmkernels::reverse_sde_step")
-    def _rev_fake(x, score, t_t, t, dt, kind, p0, p1, predictor, pf, seed, offset, sample_offset):
-        return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-if _op_exists("reverse_sde_step_backward"):
-
-    @torch.library.register_fake("gmkernels::reverse_sde_step_backward")
-    def _rev_bwd_fake(gy, t_t, t, dt, kind, p0, p1, predictor, pf, x_shape):
-        return (torch.empty_like(gy, memory_format=torch.contiguous_format),
-                torch.empty_like(gy, memory_format=torch.contiguous_format))
-
-if _op_exists("reverse_sde_step") and _op_exists("reverse_sde_step_backward"):
-
-    def _rev_setup(ctx, inputs, output):
-        x, score, t_t, t, dt, kind, p0, p1, predictor, pf, seed, offset, sample_offset = inputs
-        ctx.save_for_backward(t_t)
-        ctx.args = (t, dt, kind, p0, p1, predictor, pf, list(x.shape))
-
-    def _rev_backward(ctx, gy):
-        (t_t,) = ctx.saved_tensors
-        gx, gs = torch.ops.gmkernels.reverse_sde_step_backward(gy, t_t, *ctx.args)
-        return (gx, gs) + (None,) * 11
-
-    torch.library.register_autograd("gmkernels::reverse_sde_step", _rev_backward,
-                                    setup_context=_rev_setup)
-
-if _op_exists("langevin_corrector_step"):
-
-    @torch.library.register_fake("gmkernels::langevin_corrector_step")
-    def _corr_fake(x, score, a_t, a, snr, seed, offset, sample_offset):
-        return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 if _op_exists("affine_noise_step"):
 
@@ -976,3 +551,40 @@ if _op_exists("affine_noise_step") and _op_exists("affine_noise_step_backward"):
 
     torch.library.register_autograd("gmkernels::affine_noise_step", _affine_backward,
                                     setup_context=_affine_setup)
+
+
+def ddpm_step(x_t: torch.Tensor, eps_pred: torch.Tensor, t, schedule, *, seed=None,
+              offset: int = 0, sample_offset: int = 0, generator=None) -> torch.Tensor:
+    """One DDPM ancestral sampling step (Ho et al. 2020, Alg. 2), fused:
+
+        x_{t-1} = (x_t - (1 - α_t) / sqrt(1 - ᾱ_t) · ε_θ) / sqrt(α_t) + σ_t ξ,   ξ = 0 at t = 0
+
+    computed as :func:`affine_noise_step` with per-row c_x = 1/sqrt(α_t),
+    c_ε = (1 - α_t) / (sqrt(1 - ᾱ_t) sqrt(α_t)), c_ξ = σ_t (0 where t == 0), gathered from the
+    schedule in float64.
+
+    Args:
+        x_t: (B, ...) any rank and strides; float32, float64 (half types with float32 math).
+        eps_pred: ε_θ(x_t, t), same shape, dtype and device as x_t.
+        t: the 0-based step, an int or a per-sample (B,) int64 tensor, 0 <= t < T (t = T - 1 is
+            the first sampling step, t = 0 the last).
+        schedule: gmkernels.score.DDPMSchedule (or any object with (T,) tensors ``betas,
+            alphas, alphas_cumprod, sigmas``).
+        seed, offset, sample_offset, generator: the Philox stream (SPEC §0).
+
+    Returns:
+        a new contiguous tensor of x_t's shape and dtype, differentiable in x_t and eps_pred.
+
+    Reference: Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models", Alg. 2.
+
+    >>> sched = gmkernels.score.DDPMSchedule.linear(1000)
+    >>> model = lambda x, t: torch.zeros_like(x)       # any noise predictor eps(x, t)
+    >>> x = torch.randn(16, 2)
+    >>> x = gmkernels.ddpm_step(x, model(x, 999), 999, sched, seed=0, offset=1)
+    """
+    op = "gmkernels.ddpm_step"
+    _like_x(op, x_t, "x_t", eps_pred, "eps_pred")
+    cx, ce, cn = ddpm_coefficients(t, schedule, x_t, op)
+    seed, offset, sample_offset = _stream(op, x_t, seed, offset, sample_offset, generator)
+    coeffs = [(v, 0.0) if isinstance(v, torch.Tensor) else (None, v) for v in (cx, ce, cn)]
+    return _affine(x_t, eps_pred, coeffs, seed, offset, sample_offset)

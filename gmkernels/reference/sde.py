@@ -72,7 +72,7 @@ def sde_f_coeff_g2(kind: str, p0: float, p1: float, t):
 def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, kind: str, p0: float,
                      p1: float, predictor: str = "euler_maruyama", probability_flow: bool = False,
                      seed: int = 0, offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
-    """One reverse-time step from t to t - dt (API of issue 3, SPEC §3.3), t a float or (B,).
+    """One reverse-time step from t to t - dt (SPEC §3.3), t a float or (B,).
 
     euler_maruyama:    x - (f - g2 s) dt + sqrt(g2 dt) xi;  probability flow: x - (f - g2 s / 2) dt
     reverse_diffusion: x - (F - G2 s) + sqrt(G2) xi;        probability flow: x - (F - G2 s / 2)

@@ -1,7 +1,9 @@
 """Score-based sampling: Langevin samplers built on the fused steps, forward SDEs
-(VE / VP / sub-VP), predictor-corrector and probability-flow sampling, DDPM, and the
-denoising score matching loss."""
+(VE / VP / sub-VP), predictor-corrector and probability-flow sampling, DDPM, the
+denoising score matching loss, and the SDE / DDPM coefficient maths
+(:mod:`gmkernels.score.coefficients`) that the fused steps and the samplers share."""
 
+from . import coefficients
 from .ddpm import DDPMSchedule
 from .langevin import annealed_langevin_sample, langevin_sample, sgld_sample
 from .losses import denoising_score_matching_loss
@@ -9,4 +11,5 @@ from .sampling import ddpm_sample, sample
 from .sde import VESDE, VPSDE, subVPSDE
 
 __all__ = ["langevin_sample", "annealed_langevin_sample", "sgld_sample", "VESDE", "VPSDE",
-           "subVPSDE", "DDPMSchedule", "sample", "ddpm_sample", "denoising_score_matching_loss"]
+           "subVPSDE", "DDPMSchedule", "sample", "ddpm_sample", "denoising_score_matching_loss",
+           "coefficients"]

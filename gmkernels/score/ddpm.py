@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
+
+from .. import _checks
 
 __all__ = ["DDPMSchedule"]
 
@@ -24,8 +25,11 @@ class DDPMSchedule:
         betas: (T,) values in (0, 1).
         sigma: "beta" or "posterior".
 
+    >>> from gmkernels.score import DDPMSchedule
     >>> sched = DDPMSchedule.linear(1000)             # Ho et al.: 1e-4 ... 0.02
     >>> sched = DDPMSchedule.cosine(1000)             # Nichol & Dhariwal 2021
+    >>> len(sched), bool(sched.alphas_cumprod[-1] < 1e-3)
+    (1000, True)
     """
 
     def __init__(self, betas, sigma: str = "beta"):
@@ -33,10 +37,8 @@ class DDPMSchedule:
         if betas.dim() != 1 or betas.numel() == 0:
             raise ValueError(f"DDPMSchedule: betas must be a non-empty 1-D sequence, got shape "
                              f"{tuple(betas.shape)}")
-        if not bool(((betas > 0) & (betas < 1)).all()):
-            raise ValueError("DDPMSchedule: every beta must be in (0, 1)")
-        if sigma not in ("beta", "posterior"):
-            raise ValueError(f"DDPMSchedule: sigma must be 'beta' or 'posterior', got {sigma!r}")
+        _checks.values("DDPMSchedule", "beta", betas, "in (0, 1)", lambda v: (v > 0) & (v < 1))
+        _checks.choice("DDPMSchedule", "sigma", sigma, ("beta", "posterior"))
         self.sigma = sigma
         self.betas = betas
         self.alphas = 1 - betas
@@ -56,9 +58,7 @@ class DDPMSchedule:
 
     @staticmethod
     def _steps(T) -> int:
-        if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
-            raise ValueError(f"DDPMSchedule: T must be an int >= 1, got {T!r}")
-        return int(T)
+        return _checks.integer("DDPMSchedule", "T", T, 1)
 
     @classmethod
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,

@@ -24,14 +24,15 @@ The caller's ``x0`` is never modified: the samplers work on a contiguous copy.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
-from ..ops.sde import check_clamp, langevin_step_
-from ..random import U64, check_stream_args, resolve_seed, row_view
+from .. import _checks
+from .._checks import U64
+from .._progress import progress_bar
+from ..ops import sde as _sde
+from ..reference.random import row_view
 
 __all__ = ["langevin_sample", "annealed_langevin_sample", "sgld_sample"]
 
@@ -40,50 +41,16 @@ __all__ = ["langevin_sample", "annealed_langevin_sample", "sgld_sample"]
 # argument checks
 
 def _check_x0(op: str, x0) -> None:
-    if not isinstance(x0, torch.Tensor):
-        raise TypeError(f"{op}: x0 must be a tensor, got {type(x0).__name__}")
-    if not x0.dtype.is_floating_point:
-        raise TypeError(f"{op}: x0 must be a floating-point tensor, got {x0.dtype}")
+    _checks.floating(op, "x0", x0)
     if x0.dim() < 1:
         raise ValueError(f"{op}: x0 must have a batch dimension (B, ...), got a 0-d tensor")
-
-
-def _check_count(op: str, name: str, n) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int >= 0, got {type(n).__name__}")
-    n = int(n)
-    if n < 0:
-        raise ValueError(f"{op}: {name} must be >= 0, got {n}")
-    return n
 
 
 def _check_rate(op: str, name: str, v, x0: torch.Tensor, *, positive: bool = True):
     """A step parameter: a finite float (> 0, or >= 0 when not ``positive``), or a per-sample
     (B,) floating tensor on x0's device. Returns a float or a detached tensor."""
-    rel = "> 0" if positive else ">= 0"
-    if isinstance(v, torch.Tensor):
-        if v.dim() == 0:
-            v = v.item()
-        else:
-            if v.dim() != 1 or v.shape[0] != x0.shape[0]:
-                raise ValueError(f"{op}: {name} must be a float or a per-sample tensor of shape "
-                                 f"({x0.shape[0]},), got shape {tuple(v.shape)}")
-            if not v.dtype.is_floating_point:
-                raise TypeError(f"{op}: {name} must be a floating-point tensor, got {v.dtype}")
-            if v.device != x0.device:
-                raise ValueError(f"{op}: {name} must be on x0's device ({x0.device}), got {v.device}")
-            v = v.detach()
-            bad = ~torch.isfinite(v) | ((v <= 0) if positive else (v < 0))
-            if bool(bad.any()):
-                raise ValueError(f"{op}: every {name} must be finite and {rel}, got "
-                                 f"{v[bad][:8].tolist()} among its values")
-            return v
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a float or a (B,) tensor, got {type(v).__name__}")
-    v = float(v)
-    if not math.isfinite(v) or (v <= 0 if positive else v < 0):
-        raise ValueError(f"{op}: {name} must be finite and {rel}, got {v}")
-    return v
+    v_t, v_f = _checks.per_sample(op, name, v, x0, 0.0, lo_open=positive)
+    return v_f if v_t is None else v_t.detach()
 
 
 def _sqrt(v):
@@ -112,23 +79,12 @@ def _check_sigmas(op: str, sigmas) -> list[float]:
 
 def _check_stream(op, x0, seed, offset, sample_offset, generator, total_steps):
     """Resolves the seed once and checks that offsets offset .. offset + total_steps - 1 fit."""
-    rows, _ = row_view(x0.shape)
-    seed, offset, sample_offset = check_stream_args(
-        op, resolve_seed(seed, generator), offset, sample_offset, rows)
+    seed, offset, sample_offset = _checks.stream(op, row_view(x0.shape)[0], seed, offset,
+                                                 sample_offset, generator)
     if offset + total_steps > U64:
         raise ValueError(f"{op}: offset + number of steps must be <= 2^64 (step k uses offset + k), "
                          f"got offset={offset} with {total_steps} steps")
     return seed, offset, sample_offset
-
-
-def _check_field(op: str, fn_name: str, g, x: torch.Tensor) -> None:
-    """The output of a score / energy gradient must be like x (checked every step: cheap)."""
-    if not isinstance(g, torch.Tensor):
-        raise TypeError(f"{op}: {fn_name} must return a tensor, got {type(g).__name__}")
-    if g.shape != x.shape or g.dtype != x.dtype or g.device != x.device:
-        raise ValueError(f"{op}: {fn_name} must return a tensor of x's shape, dtype and device "
-                         f"({tuple(x.shape)}, {x.dtype}, {x.device}), got "
-                         f"({tuple(g.shape)}, {g.dtype}, {g.device})")
 
 
 class _Recorder:
@@ -195,19 +151,19 @@ def langevin_sample(score_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.
     """
     op = "gmkernels.score.langevin_sample"
     _check_x0(op, x0)
-    n_steps = _check_count(op, "n_steps", n_steps)
+    n_steps = _checks.integer(op, "n_steps", n_steps, 0)
     eps = _check_rate(op, "step_size", step_size, x0)
-    check_clamp(op, clamp)
+    _checks.clamp_pair(op, clamp)
     seed, offset, sample_offset = _check_stream(op, x0, seed, offset, sample_offset, generator,
                                                 n_steps)
     noise = _sqrt(2 * eps)
     rec = _Recorder(x0, n_steps + 1, return_trajectory)
     x = rec.x
     with torch.no_grad():
-        for k in tqdm(range(n_steps), desc="langevin", disable=not progress, leave=False):
+        for k in progress_bar(range(n_steps), progress, "langevin"):
             g = score_fn(x)
-            _check_field(op, "score_fn", g, x)
-            langevin_step_(x, g, eps, noise, seed=seed, offset=offset + k,
+            _checks.fn_output(op, "score_fn", g, x)
+            _sde.langevin_step_(x, g, eps, noise, seed=seed, offset=offset + k,
                            sample_offset=sample_offset, clamp=clamp)
             rec.push()
     return rec.result(return_trajectory)
@@ -264,19 +220,17 @@ def annealed_langevin_sample(score_fn: Callable[[torch.Tensor, float], torch.Ten
     op = "gmkernels.score.annealed_langevin_sample"
     _check_x0(op, x0)
     sig = _check_sigmas(op, sigmas)
-    T = _check_count(op, "n_steps_each", n_steps_each)
+    T = _checks.integer(op, "n_steps_each", n_steps_each, 0)
     eps = _check_rate(op, "eps", eps, x0)
-    if not isinstance(denoise, bool):
-        raise TypeError(f"{op}: denoise must be a bool, got {type(denoise).__name__}")
-    lo, hi = check_clamp(op, clamp)
+    _checks.boolean(op, "denoise", denoise)
+    lo, hi = _checks.clamp_pair(op, clamp)
     L = len(sig)
     seed, offset, sample_offset = _check_stream(op, x0, seed, offset, sample_offset, generator,
                                                 L * T)
     rec = _Recorder(x0, L * T + 1 + int(denoise), return_trajectory)
     x = rec.x
     sig_L2 = sig[-1] ** 2
-    with torch.no_grad(), tqdm(total=L * T, desc="annealed langevin", disable=not progress,
-                               leave=False) as bar:
+    with torch.no_grad(), progress_bar(None, progress, "annealed langevin", total=L * T) as bar:
         for i, sigma in enumerate(sig):
             alpha = eps * (sigma * sigma / sig_L2)
             a, c = alpha / 2, _sqrt(alpha)
@@ -284,14 +238,14 @@ def annealed_langevin_sample(score_fn: Callable[[torch.Tensor, float], torch.Ten
                 bar.set_postfix(sigma=f"{sigma:.3g}", refresh=False)
             for t in range(T):
                 g = score_fn(x, sigma)
-                _check_field(op, "score_fn", g, x)
-                langevin_step_(x, g, a, c, seed=seed, offset=offset + i * T + t,
+                _checks.fn_output(op, "score_fn", g, x)
+                _sde.langevin_step_(x, g, a, c, seed=seed, offset=offset + i * T + t,
                                sample_offset=sample_offset, clamp=clamp)
                 rec.push()
                 bar.update()
         if denoise:
             g = score_fn(x, sig[-1])
-            _check_field(op, "score_fn", g, x)
+            _checks.fn_output(op, "score_fn", g, x)
             x.add_(g, alpha=sig_L2)
             if clamp is not None:
                 x.clamp_(lo, hi)
@@ -339,17 +293,17 @@ def sgld_sample(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Ten
     """
     op = "gmkernels.score.sgld_sample"
     _check_x0(op, x0)
-    n_steps = _check_count(op, "n_steps", n_steps)
+    n_steps = _checks.integer(op, "n_steps", n_steps, 0)
     lam = _check_rate(op, "step_size", step_size, x0)
     noise = _sqrt(lam) if noise_scale is None else _check_rate(op, "noise_scale", noise_scale,
                                                                 x0, positive=False)
-    check_clamp(op, clamp)
+    _checks.clamp_pair(op, clamp)
     seed, offset, sample_offset = _check_stream(op, x0, seed, offset, sample_offset, generator,
                                                 n_steps)
     a = lam / 2
     rec = _Recorder(x0, n_steps + 1, return_trajectory)
     x = rec.x
-    for k in tqdm(range(n_steps), desc="sgld", disable=not progress, leave=False):
+    for k in progress_bar(range(n_steps), progress, "sgld"):
         with torch.enable_grad():
             xr = x.detach().requires_grad_(True)
             energy = energy_fn(xr)
@@ -363,9 +317,9 @@ def sgld_sample(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Ten
         if g is None:
             raise RuntimeError(f"{op}: energy_fn's output does not depend on x")
         with torch.no_grad():
-            _check_field(op, "the gradient of energy_fn", g, x)
+            _checks.fn_output(op, "the gradient of energy_fn", g, x)
             # out of place: autograd may hand back an expanded (stride-0) gradient
-            langevin_step_(x, torch.neg(g), a, noise, seed=seed, offset=offset + k,
+            _sde.langevin_step_(x, torch.neg(g), a, noise, seed=seed, offset=offset + k,
                            sample_offset=sample_offset, clamp=clamp)
             rec.push()
     return rec.result(return_trajectory)

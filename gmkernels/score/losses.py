@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
+from .. import _checks
 from .. import random as _random
-from ..ops.sde import sde_params
-from ..random import resolve_seed
+from .coefficients import sde_params
 
 __all__ = ["denoising_score_matching_loss"]
 
@@ -44,16 +41,20 @@ def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
     Returns:
         a 0-d tensor.
 
-    >>> loss = denoising_score_matching_loss(model, batch, gmkernels.score.VESDE(0.01, 10.0))
-    >>> loss.backward()
+    >>> model = torch.nn.Linear(2, 2)
+    >>> score_fn = lambda x, t: model(x) / t[:, None]     # any model s(x, t)
+    >>> batch = torch.randn(64, 2)
+    >>> loss = gmkernels.score.denoising_score_matching_loss(
+    ...     score_fn, batch, gmkernels.score.VESDE(0.01, 10.0), seed=0)
+    >>> loss.backward(); model.weight.grad.shape
+    torch.Size([2, 2])
     """
     op = "gmkernels.score.denoising_score_matching_loss"
-    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point or x.dim() < 1:
-        raise TypeError(f"{op}: x must be a floating-point tensor (B, ...), got "
-                        f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if weighting not in ("sigma2", "none"):
-        raise ValueError(f"{op}: weighting must be 'sigma2' or 'none', got {weighting!r}")
-    seed = resolve_seed(seed, generator)
+    _checks.floating(op, "x", x)
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have a batch dimension (B, ...), got a 0-d tensor")
+    _checks.choice(op, "weighting", weighting, ("sigma2", "none"))
+    seed = _checks.resolve_seed(seed, generator)
     B = x.shape[0]
     u = _random.uniform((B,), seed, offset, dtype=torch.float64, device=x.device)
     z = _random.normal(x.shape, seed, offset + 1, dtype=x.dtype, device=x.device)
@@ -63,16 +64,14 @@ def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
         if sig.dim() != 1 or sig.numel() == 0 or not sig.dtype.is_floating_point:
             raise ValueError(f"{op}: sigmas must be a non-empty 1-D floating tensor, got shape "
                              f"{tuple(sig.shape)} {sig.dtype}")
-        if not bool((torch.isfinite(sig) & (sig > 0)).all()):
-            raise ValueError(f"{op}: sigmas must be finite and > 0")
+        _checks.values(op, "sigmas", sig, "finite and > 0", lambda v: torch.isfinite(v) & (v > 0))
         idx = torch.clamp((u * sig.numel()).long(), max=sig.numel() - 1)
         cond = sig.to(device=x.device, dtype=x.dtype)[idx.to(sig.device) if sig.device != x.device else idx]
         std = cond.reshape(view)
         xt = x + std * z
     else:
         sde_params(op, sde_or_sigmas)
-        if not (isinstance(eps, numbers.Real) and 0 <= eps < 1 and math.isfinite(eps)):
-            raise ValueError(f"{op}: eps must be in [0, 1), got {eps!r}")
+        eps = _checks.real(op, "eps", eps, 0.0, 1.0, hi_open=True)
         cond = (eps + (1 - eps) * u).to(x.dtype)
         mean, std = sde_or_sigmas.marginal_prob(x, cond)
         std = std.reshape(view) if std.dim() else std

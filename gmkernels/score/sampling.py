@@ -13,44 +13,23 @@ is reproducible and a shard of the batch reproduces its rows (the rows are indep
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
-from ..ops.sde import (PREDICTORS, _affine, _check_schedule, ddpm_step, langevin_corrector_step,
-                       langevin_step, reverse_coefficients, reverse_sde_step, sde_params)
-from ..random import normal, resolve_seed
+from .. import _checks
+from .._enums import PREDICTORS
+from .._progress import progress_bar
+from ..ops import sde as _sde
+from ..random import normal
+from .coefficients import check_schedule, reverse_coefficients, sde_params
 
 __all__ = ["sample", "ddpm_sample"]
 
 
-def _check_shape(op, shape):
-    if isinstance(shape, numbers.Integral):
-        shape = (int(shape),)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"{op}: shape must be a sequence of ints, got {shape!r}") from None
-    if len(shape) < 1 or any(s < 0 for s in shape):
-        raise ValueError(f"{op}: shape must be (B, ...) with sizes >= 0, got {shape}")
-    return shape
-
-
-def _check_int(op, name, v, lo):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise ValueError(f"{op}: {name} must be an int >= {lo}, got {v!r}")
-    return int(v)
-
-
-def _check_out(op, fn_name, y, x):
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{op}: {fn_name} must return a tensor, got {type(y).__name__}")
-    if y.shape != x.shape or y.dtype != x.dtype or y.device != x.device:
-        raise ValueError(f"{op}: {fn_name} must return a tensor of x's shape, dtype and device "
-                         f"({tuple(x.shape)}, {x.dtype}, {x.device}), got "
-                         f"({tuple(y.shape)}, {y.dtype}, {y.device})")
+def _check_dtype(op, dtype):
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{op}: dtype must be a floating-point dtype, got {dtype}")
 
 
 def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, shape, *,
@@ -103,26 +82,19 @@ def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, 
     """
     op = "gmkernels.score.sample"
     _, p0, p1 = sde_params(op, sde)
-    shape = _check_shape(op, shape)
-    n_steps = _check_int(op, "n_steps", n_steps, 1)
-    n_corr = _check_int(op, "n_corrector_steps", n_corrector_steps, 0)
-    if predictor is not None and predictor not in PREDICTORS:
-        raise ValueError(f"{op}: predictor must be one of {tuple(PREDICTORS)} or None, got {predictor!r}")
-    if corrector not in (None, "langevin", "langevin_batch"):
-        raise ValueError(f"{op}: corrector must be 'langevin', 'langevin_batch' or None, got "
-                         f"{corrector!r}")
+    shape = _checks.shape(op, shape, batch=True)
+    n_steps = _checks.integer(op, "n_steps", n_steps, 1)
+    n_corr = _checks.integer(op, "n_corrector_steps", n_corrector_steps, 0)
+    _checks.choice(op, "predictor", predictor, (*PREDICTORS, None))
+    _checks.choice(op, "corrector", corrector, ("langevin", "langevin_batch", None))
     if predictor is None and corrector is None:
         raise ValueError(f"{op}: predictor and corrector cannot both be None")
-    if not (isinstance(snr, numbers.Real) and math.isfinite(snr) and snr > 0):
-        raise ValueError(f"{op}: snr must be a finite float > 0, got {snr!r}")
-    if not (isinstance(eps, numbers.Real) and 0 < eps < 1):
-        raise ValueError(f"{op}: eps must be in (0, 1), got {eps!r}")
-    for name, v in (("probability_flow", probability_flow), ("denoise", denoise)):
-        if not isinstance(v, bool):
-            raise TypeError(f"{op}: {name} must be a bool, got {type(v).__name__}")
-    if not dtype.is_floating_point:
-        raise TypeError(f"{op}: dtype must be a floating-point dtype, got {dtype}")
-    seed = resolve_seed(seed, generator)
+    snr = _checks.real(op, "snr", snr, 0.0, lo_open=True)
+    eps = _checks.real(op, "eps", eps, 0.0, 1.0, lo_open=True, hi_open=True)
+    _checks.boolean(op, "probability_flow", probability_flow)
+    _checks.boolean(op, "denoise", denoise)
+    _check_dtype(op, dtype)
+    seed = _checks.resolve_seed(seed, generator)
     device = torch.device(device) if device is not None else torch.device("cpu")
     if corrector is None:
         n_corr = 0
@@ -135,21 +107,21 @@ def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, 
         traj = torch.empty((n_steps + 1, *shape), dtype=dtype, device=device)
         traj[0] = x
     with torch.no_grad():
-        for i in tqdm(range(n_steps), desc=f"sample ({kind})", disable=not progress, leave=False):
+        for i in progress_bar(range(n_steps), progress, f"sample ({kind})"):
             t = 1.0 - i * h
             base = 1 + i * (1 + n_corr)
             last = i == n_steps - 1
             if predictor is not None:
                 tv = torch.full((B,), t, dtype=dtype, device=device)
                 s = score_fn(x, tv)
-                _check_out(op, "score_fn", s, x)
+                _checks.fn_output(op, "score_fn", s, x)
                 if last and denoise and not probability_flow:
                     cx, cs, _ = reverse_coefficients(kind, p0, p1, None, t, h, predictor, False,
                                                      torch.float64, "cpu")
-                    x = _affine(x, s, [(None, float(cx)), (None, -float(cs)), (None, 0.0)],
-                                seed, base, 0)
+                    x = _sde.affine_noise_step(x, s, float(cx), -float(cs), 0.0, seed=seed,
+                                               offset=base)
                 else:
-                    x = reverse_sde_step(x, s, t, h, sde, predictor=predictor,
+                    x = _sde.reverse_sde_step(x, s, t, h, sde, predictor=predictor,
                                          probability_flow=probability_flow, seed=seed, offset=base)
             if not (last and denoise):
                 tn = max(t - h, 0.0)
@@ -157,9 +129,9 @@ def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, 
                 tv = torch.full((B,), tn, dtype=dtype, device=device)
                 for j in range(n_corr):
                     s = score_fn(x, tv)
-                    _check_out(op, "score_fn", s, x)
+                    _checks.fn_output(op, "score_fn", s, x)
                     if corrector == "langevin":
-                        x = langevin_corrector_step(x, s, snr, alpha=alpha, seed=seed,
+                        x = _sde.langevin_corrector_step(x, s, snr, alpha=alpha, seed=seed,
                                                     offset=base + 1 + j)
                     else:
                         x = _batch_corrector(x, s, snr, alpha, seed, base + 1 + j)
@@ -181,7 +153,7 @@ def _batch_corrector(x, s, snr, alpha, seed, offset):
     if float(ns) == 0:
         return x
     eps = float(2 * alpha * (snr * nx / ns) ** 2)
-    return langevin_step(x, s, eps, math.sqrt(2 * eps), seed=seed, offset=offset)
+    return _sde.langevin_step(x, s, eps, math.sqrt(2 * eps), seed=seed, offset=offset)
 
 
 def ddpm_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule, shape, *,
@@ -202,14 +174,16 @@ def ddpm_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sc
         return_trajectory: also return all T + 1 states, (T + 1, *shape).
 
     >>> sched = gmkernels.score.DDPMSchedule.linear(1000)
-    >>> x = gmkernels.score.ddpm_sample(lambda x, t: model(x, t), sched, (64, 2), seed=0)
+    >>> model = lambda x, t: torch.zeros_like(x)       # any noise predictor eps(x, t)
+    >>> x = gmkernels.score.ddpm_sample(model, sched, (64, 2), seed=0)
+    >>> x.shape
+    torch.Size([64, 2])
     """
     op = "gmkernels.score.ddpm_sample"
-    T = _check_schedule(op, schedule)
-    shape = _check_shape(op, shape)
-    if not dtype.is_floating_point:
-        raise TypeError(f"{op}: dtype must be a floating-point dtype, got {dtype}")
-    seed = resolve_seed(seed, generator)
+    T = check_schedule(op, schedule)
+    shape = _checks.shape(op, shape, batch=True)
+    _check_dtype(op, dtype)
+    seed = _checks.resolve_seed(seed, generator)
     device = torch.device(device) if device is not None else torch.device("cpu")
     x = normal(shape, seed, 0, dtype=dtype, device=device)
     traj = None
@@ -217,12 +191,11 @@ def ddpm_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sc
         traj = torch.empty((T + 1, *shape), dtype=dtype, device=device)
         traj[0] = x
     with torch.no_grad():
-        for k, t in enumerate(tqdm(range(T - 1, -1, -1), desc="ddpm", disable=not progress,
-                                   leave=False)):
+        for k, t in enumerate(progress_bar(range(T - 1, -1, -1), progress, "ddpm")):
             tv = torch.full((shape[0],), t, dtype=torch.int64, device=device)
             e = eps_fn(x, tv)
-            _check_out(op, "eps_fn", e, x)
-            x = ddpm_step(x, e, t, schedule, seed=seed, offset=T - t)
+            _checks.fn_output(op, "eps_fn", e, x)
+            x = _sde.ddpm_step(x, e, t, schedule, seed=seed, offset=T - t)
             if traj is not None:
                 traj[k + 1] = x
     return (x, traj) if return_trajectory else x

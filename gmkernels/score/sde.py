@@ -18,23 +18,18 @@ Modeling through Stochastic Differential Equations" (ICLR), §3.4 and App. B.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
+from .. import _checks
 from .. import random as _random
-from ..random import resolve_seed
+from .._checks import resolve_seed
 
 __all__ = ["VESDE", "VPSDE", "subVPSDE"]
 
 
 def _pos(cls: str, name: str, v, allow_zero=False) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{cls}: {name} must be a float, got {type(v).__name__}")
-    v = float(v)
-    if not math.isfinite(v) or (v < 0 if allow_zero else v <= 0):
-        raise ValueError(f"{cls}: {name} must be finite and {'>= 0' if allow_zero else '> 0'}, got {v}")
-    return v
+    return _checks.real(cls, name, v, 0.0, lo_open=not allow_zero)
 
 
 def _time(t, x: torch.Tensor):
@@ -61,6 +56,7 @@ class _SDE:
         raise NotImplementedError
 
     def prior_std(self) -> float:
+        """The standard deviation of the prior p_T = N(0, prior_std² I)."""
         raise NotImplementedError
 
     def prior_sampling(self, shape, *, seed=None, offset: int = 0, generator=None, device=None,
@@ -83,8 +79,11 @@ class _SDE:
 class VESDE(_SDE):
     """Variance-exploding SDE: σ(t) = σ_min (σ_max/σ_min)^t, dx = sqrt(dσ²/dt) dw.
 
-    >>> sde = VESDE(sigma_min=0.01, sigma_max=50.0)
+    >>> sde = gmkernels.score.VESDE(sigma_min=0.01, sigma_max=50.0)
+    >>> x0 = torch.randn(8, 2)
     >>> mean, std = sde.marginal_prob(x0, torch.rand(len(x0)))
+    >>> std.shape, sde.prior_std()
+    (torch.Size([8, 1]), 50.0)
     """
 
     kind = "ve"
@@ -96,6 +95,11 @@ class VESDE(_SDE):
             raise ValueError(f"VESDE: sigma_min must be < sigma_max, got {sigma_min}, {sigma_max}")
 
     def sigma(self, t):
+        """σ(t) = σ_min (σ_max/σ_min)^t, the marginal std at time t (a float or a tensor).
+
+        >>> gmkernels.score.VESDE(0.01, 50.0).sigma(1.0)
+        50.0...
+        """
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
 
     def sde(self, x, t):
@@ -107,6 +111,7 @@ class VESDE(_SDE):
         return x0, self.sigma(_time(t, x0))
 
     def prior_std(self):
+        """σ_max: the prior is N(0, σ_max² I)."""
         return self.sigma_max
 
     def __repr__(self):
@@ -116,7 +121,10 @@ class VESDE(_SDE):
 class VPSDE(_SDE):
     """Variance-preserving SDE: β(t) = β_min + t (β_max - β_min), dx = -β x / 2 dt + sqrt(β) dw.
 
-    >>> sde = VPSDE(beta_min=0.1, beta_max=20.0)
+    >>> sde = gmkernels.score.VPSDE(beta_min=0.1, beta_max=20.0)
+    >>> mean, std = sde.marginal_prob(torch.ones(4, 2), 1.0)   # close to the prior N(0, I)
+    >>> round(float(std), 4)
+    1.0
     """
 
     kind = "vp"
@@ -127,6 +135,11 @@ class VPSDE(_SDE):
         self.beta_max = _pos(name, "beta_max", beta_max)
 
     def beta(self, t):
+        """β(t) = β_min + t (β_max - β_min), the noise rate at time t (a float or a tensor).
+
+        >>> gmkernels.score.VPSDE(0.1, 20.0).beta(0.5)
+        10.04999...
+        """
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def int_beta(self, t):
@@ -143,6 +156,7 @@ class VPSDE(_SDE):
         return torch.exp(-0.5 * ib) * x0, torch.sqrt(-torch.expm1(-ib))
 
     def prior_std(self):
+        """1: the prior is N(0, I)."""
         return 1.0
 
     def __repr__(self):
@@ -152,7 +166,10 @@ class VPSDE(_SDE):
 class subVPSDE(VPSDE):
     """Sub-VP SDE: f = -β x / 2, g² = β (1 - e^{-2∫β}); its variance stays below the VP one.
 
-    >>> sde = subVPSDE()
+    >>> sde = gmkernels.score.subVPSDE()
+    >>> x_t, z = sde.perturb(torch.zeros(4, 2), 0.5, seed=0)
+    >>> x_t.shape
+    torch.Size([4, 2])
     """
 
     kind = "subvp"

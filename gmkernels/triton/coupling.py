@@ -15,6 +15,8 @@ is chosen. Compute dtype: float64 for float64 tensors, float32 otherwise.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -222,3 +224,37 @@ def affine_coupling_bwd(gy: torch.Tensor, gld: torch.Tensor, x: torch.Tensor, s:
         SCALE=int(scale), CLAMP=clamp is not None, INVERSE=bool(inverse),
         FP64=x.dtype == torch.float64, BLOCK_R=block_r, BLOCK_M=block_m, num_warps=4)
     return gx, gs, gt
+
+
+def mask_pattern(mask: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The Triton kernels' view of a mask (the layout coupling.cpp's coupling_prepare builds): a
+    bool pattern of M = numel/B elements shared by every row (returned stride 0), or, for a
+    mask that varies over the batch, B*M elements (stride M)."""
+    if mask.dim() == x.dim() and mask.shape[0] != 1:
+        return mask.expand(x.shape).ne(0).contiguous(), math.prod(x.shape[1:])
+    m = mask.squeeze(0) if mask.dim() == x.dim() else mask
+    return m.expand(x.shape[1:]).ne(0).contiguous(), 0
+
+
+class AffineCoupling(torch.autograd.Function):
+    """Autograd for the Triton backend: the same fused backward as the native op's."""
+
+    @staticmethod
+    def forward(ctx, x, s, t, mask, inverse, code, clamp):
+        pat, stride = mask_pattern(mask, x)
+        x, s, t = x.contiguous(), s.contiguous(), t.contiguous()
+        y, ld = affine_coupling_fwd(x, s, t, pat, stride, inverse, code, clamp)
+        ctx.save_for_backward(x, s, t, pat)
+        ctx.args = (stride, inverse, code, clamp)
+        return y, ld
+
+    @staticmethod
+    def backward(ctx, gy, gld):
+        x, s, t, pat = ctx.saved_tensors
+        stride, inverse, code, clamp = ctx.args
+        gy = torch.zeros_like(x) if gy is None else gy.contiguous()
+        gld = x.new_zeros(x.shape[0]) if gld is None else gld.contiguous()
+        gx, gs, gt = affine_coupling_bwd(gy, gld, x, s, t, pat, stride, inverse, code, clamp)
+        n = ctx.needs_input_grad
+        return (gx if n[0] else None, gs if n[1] else None, gt if n[2] else None,
+                None, None, None, None)

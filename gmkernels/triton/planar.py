@@ -230,3 +230,20 @@ def planar_flow_bwd(gy, gl, z, u_hat, w, b):
     if not ps:
         gu, gw, gb = gu.sum(0), gw.sum(0), gb.sum(0)
     return gz, gu, gw, gb
+
+
+class PlanarFlow(torch.autograd.Function):
+    """Autograd for the Triton backend: the Triton backward kernel."""
+
+    @staticmethod
+    def forward(ctx, z, u_hat, w, b):
+        z, u_hat, w, b = (t.contiguous() for t in (z, u_hat, w, b))
+        out, ld = planar_flow_fwd(z, u_hat, w, b)
+        ctx.save_for_backward(z, u_hat, w, b)
+        return out, ld
+
+    @staticmethod
+    def backward(ctx, gy, gl):
+        z, u_hat, w, b = ctx.saved_tensors
+        return planar_flow_bwd(None if gy is None else gy.contiguous(),
+                                    None if gl is None else gl.contiguous(), z, u_hat, w, b)

@@ -4,7 +4,9 @@ predictor-corrector Langevin corrector and the affine noise step behind the DDPM
 
 Mirror of ``csrc/sde/sde.h`` / ``sde.cpp``: the noise ``xi`` is regenerated in the kernel from
 the Philox stream (never stored), so forward and backward each make one pass over memory.
-Called by :mod:`gmkernels.ops.sde` when the ``"triton"`` backend is chosen.
+Called by :mod:`gmkernels.ops.sde` when the ``"triton"`` backend is chosen, with arguments it
+has checked (the launchers here check nothing). The autograd Functions of this backend are at
+the end of the file, beside the kernels they differentiate.
 
 Compute dtype: float64 for float64 tensors, float32 otherwise (float16/bfloat16 are loaded,
 computed in float32 and rounded on the store), as the C++ kernels' ``opmath_type``.
@@ -19,12 +21,17 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from .. import random as _random
+from .._checks import rows_of
+from .._enums import PREDICTORS, SDE_KINDS, names
 from ..reference.random import row_view
+from ..score.coefficients import reverse_coefficients
 from ._philox import (INTERPRET, cast_to, interleave4, normals4, stream_halves, stream_words,
                       tile_config, tile_index)
 
 __all__ = ["langevin_step_fwd", "langevin_step_bwd", "euler_maruyama_step_fwd",
-           "reverse_sde_step_fwd", "langevin_corrector_step_fwd", "affine_noise_step_fwd"]
+           "reverse_sde_step_fwd", "langevin_corrector_step_fwd", "affine_noise_step_fwd",
+           "Langevin", "EulerMaruyama", "ReverseSde", "AffineNoise"]
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -124,23 +131,10 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _check(op: str, ref: torch.Tensor, ref_name: str, **others) -> None:
-    if ref.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{op}: {ref_name} must have a dtype in {FLOAT_DTYPES}, got {ref.dtype}")
-    for name, t in others.items():
-        if t.shape != ref.shape or t.dtype != ref.dtype or t.device != ref.device:
-            raise ValueError(f"{op}: {name} must match {ref_name} (shape {tuple(ref.shape)}, "
-                             f"{ref.dtype}, {ref.device}), got ({tuple(t.shape)}, {t.dtype}, "
-                             f"{t.device})")
-
-
-def _per_row(op: str, name: str, t: torch.Tensor | None, rows: int, like: torch.Tensor):
+def _per_row(t: torch.Tensor | None, like: torch.Tensor):
     """A per-row (rows,) parameter as a contiguous tensor of the compute dtype, or None."""
     if t is None:
         return None
-    if t.shape != (rows,) or t.device != like.device:
-        raise ValueError(f"{op}: {name} must be a ({rows},) tensor on {like.device}, got "
-                         f"{tuple(t.shape)} on {t.device}")
     return t.detach().to(_compute_dtype(like.dtype)).contiguous()
 
 
@@ -166,11 +160,9 @@ def langevin_step_fwd(x: torch.Tensor, grad: torch.Tensor, a_t: torch.Tensor | N
     Returns:
         a new contiguous tensor of x's shape and dtype.
     """
-    op = "gmkernels.triton.sde.langevin_step_fwd"
-    _check(op, x, "x", grad=grad)
     rows, M = row_view(x.shape)
-    a_t = _per_row(op, "step_size", a_t, rows, x)
-    c_t = _per_row(op, "noise_scale", c_t, rows, x)
+    a_t = _per_row(a_t, x)
+    c_t = _per_row(c_t, x)
     x, grad = x.contiguous(), grad.contiguous()
     y = torch.empty_like(x)
     if rows == 0 or M == 0:
@@ -205,10 +197,8 @@ def langevin_step_bwd(gy: torch.Tensor, out: torch.Tensor, grad: torch.Tensor,
         compute dtype (float64 for float64, else float32), or empty (0,) tensors when not
         needed. pass = 1 unless clamp is set and out is not strictly inside (lo, hi).
     """
-    op = "gmkernels.triton.sde.langevin_step_bwd"
-    _check(op, out, "out", grad_out=gy, grad=grad)
     rows, M = row_view(out.shape)
-    a_t = _per_row(op, "step_size", a_t, rows, out)
+    a_t = _per_row(a_t, out)
     cd = _compute_dtype(out.dtype)
     gy, out, grad = gy.contiguous(), out.contiguous(), grad.contiguous()
     gx, gg = torch.empty_like(out), torch.empty_like(out)
@@ -487,18 +477,13 @@ def euler_maruyama_step_fwd(x: torch.Tensor, drift: torch.Tensor,
     Returns:
         a new contiguous tensor of x's shape and dtype.
     """
-    op = "gmkernels.triton.sde.euler_maruyama_step_fwd"
-    _check(op, x, "x", drift=drift)
     rows, M = row_view(x.shape)
     mode = 0
     if diffusion_t is not None:
         if diffusion_t.shape == x.shape and diffusion_t.device == x.device:
-            if diffusion_t.dtype not in FLOAT_DTYPES:
-                raise TypeError(f"{op}: diffusion must have a dtype in {FLOAT_DTYPES}, got "
-                                f"{diffusion_t.dtype}")
             mode, diffusion_t = 2, diffusion_t.detach().contiguous()
         else:
-            mode, diffusion_t = 1, _per_row(op, "diffusion", diffusion_t, rows, x)
+            mode, diffusion_t = 1, _per_row(diffusion_t, x)
     x, drift = x.contiguous(), drift.contiguous()
     y = torch.empty_like(x)
     if rows == 0 or M == 0:
@@ -511,10 +496,6 @@ def euler_maruyama_step_fwd(x: torch.Tensor, drift: torch.Tensor,
         DIFF=mode, FP64=x.dtype == torch.float64, BLOCK_R=block_r, BLOCK_G=block_g,
         num_warps=num_warps)
     return y
-
-
-SDE_KINDS = {0: "ve", 1: "vp", 2: "subvp"}
-PREDICTORS = {0: "euler_maruyama", 1: "reverse_diffusion"}
 
 
 def reverse_sde_step_fwd(x: torch.Tensor, score: torch.Tensor, t_t: torch.Tensor | None,
@@ -538,14 +519,8 @@ def reverse_sde_step_fwd(x: torch.Tensor, score: torch.Tensor, t_t: torch.Tensor
     Returns:
         a new contiguous tensor of x's shape and dtype.
     """
-    op = "gmkernels.triton.sde.reverse_sde_step_fwd"
-    _check(op, x, "x", score=score)
-    if int(kind) not in SDE_KINDS:
-        raise ValueError(f"{op}: kind must be one of {SDE_KINDS}, got {kind}")
-    if int(predictor) not in PREDICTORS:
-        raise ValueError(f"{op}: predictor must be one of {PREDICTORS}, got {predictor}")
     rows, M = row_view(x.shape)
-    t_t = _per_row(op, "t", t_t, rows, x)
+    t_t = _per_row(t_t, x)
     x, score = x.contiguous(), score.contiguous()
     y = torch.empty_like(x)
     if rows == 0 or M == 0:
@@ -580,10 +555,8 @@ def langevin_corrector_step_fwd(x: torch.Tensor, score: torch.Tensor,
     Returns:
         a new contiguous tensor of x's shape and dtype.
     """
-    op = "gmkernels.triton.sde.langevin_corrector_step_fwd"
-    _check(op, x, "x", score=score)
     rows, M = row_view(x.shape)
-    alpha_t = _per_row(op, "alpha", alpha_t, rows, x)
+    alpha_t = _per_row(alpha_t, x)
     cd = _compute_dtype(x.dtype)
     x, score = x.contiguous(), score.contiguous()
     y = torch.empty_like(x)
@@ -623,12 +596,10 @@ def affine_noise_step_fwd(x: torch.Tensor, e: torch.Tensor, cx_t: torch.Tensor |
     Returns:
         a new contiguous tensor of x's shape and dtype.
     """
-    op = "gmkernels.triton.sde.affine_noise_step_fwd"
-    _check(op, x, "x", e=e)
     rows, M = row_view(x.shape)
-    cx_t = _per_row(op, "cx", cx_t, rows, x)
-    ce_t = _per_row(op, "ce", ce_t, rows, x)
-    cn_t = _per_row(op, "cn", cn_t, rows, x)
+    cx_t = _per_row(cx_t, x)
+    ce_t = _per_row(ce_t, x)
+    cn_t = _per_row(cn_t, x)
     x, e = x.contiguous(), e.contiguous()
     y = torch.empty_like(x)
     if rows == 0 or M == 0:
@@ -642,3 +613,143 @@ def affine_noise_step_fwd(x: torch.Tensor, e: torch.Tensor, cx_t: torch.Tensor |
         NOISE=cn_t is not None or float(cn) != 0.0, FP64=x.dtype == torch.float64,
         BLOCK_R=block_r, BLOCK_G=block_g, num_warps=num_warps)
     return y
+
+
+# ============================================================================================
+# autograd of the Triton backend (gmkernels.ops.sde calls these when "triton" is chosen): the
+# Langevin step runs its backward kernel; the SDE steps are affine in x and the score with
+# per-row coefficients, so their backward is the closed form in torch ops, one elementwise
+# pass (plus the regenerated noise for the gradient of a diffusion / noise coefficient).
+
+class Langevin(torch.autograd.Function):
+    """Autograd for the Triton backend: the same backward as the native op's."""
+
+    @staticmethod
+    def forward(ctx, x, grad, a_t, a, c_t, c, seed, offset, sample_offset, clamp):
+        out = langevin_step_fwd(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, clamp)
+        ctx.save_for_backward(out, grad, a_t)
+        ctx.args = (a, seed, offset, sample_offset, clamp, a_t is not None, c_t)
+        return out
+
+    @staticmethod
+    def backward(ctx, gy):
+        out, grad, a_t = ctx.saved_tensors
+        a, seed, offset, sample_offset, clamp, has_a_t, c_t = ctx.args
+        need_a = has_a_t and ctx.needs_input_grad[2]
+        need_c = c_t is not None and ctx.needs_input_grad[4]
+        gx, gg, ga, gc = langevin_step_bwd(gy, out, grad, a_t if has_a_t else None, a, seed,
+                                               offset, sample_offset, clamp, need_a, need_c)
+        return (gx, gg, ga.to(a_t.dtype) if need_a else None, None,
+                gc.to(c_t.dtype) if need_c else None, None, None, None, None, None)
+
+
+def _row_sum(v: torch.Tensor, rows: int) -> torch.Tensor:
+    return v.reshape(rows, v.numel() // max(rows, 1)).sum(dim=1)
+
+
+def _bcast(v, like: torch.Tensor):
+    """A (B,) tensor as (B, 1, ..., 1) against ``like``; floats and 0-d tensors as they are."""
+    if isinstance(v, torch.Tensor) and v.dim() == 1 and like.dim() > 1:
+        return v.reshape((-1,) + (1,) * (like.dim() - 1))
+    if isinstance(v, torch.Tensor) and like.dim() == 0:
+        return v.reshape(())
+    return v
+
+
+def _noise(x, seed, offset, sample_offset, dtype):
+    return _random.normal(x.shape, seed, offset, sample_offset, dtype=dtype, device=x.device)
+
+
+def _em_backward_torch(gy, g_t, dt, seed, offset, sample_offset, need_g):
+    """(grad_x, grad_drift, grad_diffusion or None) of euler_maruyama_step in torch ops."""
+    gx = gy.contiguous()
+    gd = gy * dt
+    gg = None
+    if need_g:
+        cd = _compute_dtype(gy.dtype)
+        w = gy.to(cd) * (math.sqrt(abs(dt)) * _noise(gy, seed, offset, sample_offset, cd))
+        gg = w if g_t.shape == gy.shape and gy.dim() != 1 else _row_sum(w, rows_of(gy))
+        gg = gg.to(g_t.dtype)
+    return gx, gd, gg
+
+
+class EulerMaruyama(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, drift, g_t, g, dt, seed, offset, sample_offset):
+        ctx.save_for_backward(g_t)
+        ctx.args = (dt, seed, offset, sample_offset)
+        return euler_maruyama_step_fwd(x.contiguous(), drift.contiguous(),
+                                            None if g_t is None else g_t.contiguous(), g, dt,
+                                            seed, offset, sample_offset)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (g_t,) = ctx.saved_tensors
+        dt, seed, offset, sample_offset = ctx.args
+        need_g = g_t is not None and ctx.needs_input_grad[2]
+        gx, gd, gg = _em_backward_torch(gy, g_t, dt, seed, offset, sample_offset, need_g)
+        return gx, gd, gg, None, None, None, None, None
+
+
+_KIND_NAMES = names(SDE_KINDS)
+_PRED_NAMES = names(PREDICTORS)
+
+
+def _reverse_backward_torch(gy, t_t, t, dt, kind, p0, p1, predictor, pf):
+    cd = _compute_dtype(gy.dtype)
+    cx, cs, _ = reverse_coefficients(_KIND_NAMES[kind], p0, p1, t_t, t, dt, _PRED_NAMES[predictor],
+                                     pf, cd, gy.device)
+    g = gy.to(cd)
+    return (_bcast(cx, g) * g).to(gy.dtype), (_bcast(cs, g) * g).to(gy.dtype)
+
+
+class ReverseSde(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, score, t_t, t, dt, kind, p0, p1, predictor, pf, seed, offset, sample_offset):
+        ctx.save_for_backward(t_t)
+        ctx.args = (t, dt, kind, p0, p1, predictor, pf)
+        return reverse_sde_step_fwd(x.contiguous(), score.contiguous(),
+                                         None if t_t is None else t_t.contiguous(), t, dt, kind,
+                                         p0, p1, predictor, pf, seed, offset, sample_offset)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (t_t,) = ctx.saved_tensors
+        gx, gs = _reverse_backward_torch(gy, t_t, *ctx.args)
+        return (gx, gs) + (None,) * 11
+
+
+def _affine_backward_torch(gy, x, e, cx_t, cx, ce_t, ce, cn_t, seed, offset, sample_offset, needs):
+    """Gradients of cx*x - ce*e + cn*xi for (x, e, cx_t, ce_t, cn_t) in torch ops."""
+    cd = _compute_dtype(gy.dtype)
+    g = gy.to(cd)
+    rows = rows_of(gy)
+    pick = lambda t, f: _bcast(t.to(cd), g) if t is not None else f  # noqa: E731
+    gx = (pick(cx_t, cx) * g).to(gy.dtype) if needs[0] else None
+    ge = (-pick(ce_t, ce) * g).to(gy.dtype) if needs[1] else None
+    gcx = _row_sum(g * x.to(cd), rows).to(cx_t.dtype) if needs[2] and cx_t is not None else None
+    gce = (-_row_sum(g * e.to(cd), rows)).to(ce_t.dtype) if needs[3] and ce_t is not None else None
+    gcn = None
+    if needs[4] and cn_t is not None:
+        gcn = _row_sum(g * _noise(gy, seed, offset, sample_offset, cd), rows).to(cn_t.dtype)
+    return gx, ge, gcx, gce, gcn
+
+
+class AffineNoise(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, e, cx_t, cx, ce_t, ce, cn_t, cn, seed, offset, sample_offset):
+        ctx.save_for_backward(x, e, cx_t, ce_t, cn_t)
+        ctx.args = (cx, ce, seed, offset, sample_offset)
+        c = lambda t: None if t is None else t.contiguous()  # noqa: E731
+        return affine_noise_step_fwd(x.contiguous(), e.contiguous(), c(cx_t), cx, c(ce_t), ce,
+                                          c(cn_t), cn, seed, offset, sample_offset)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, e, cx_t, ce_t, cn_t = ctx.saved_tensors
+        cx, ce, seed, offset, sample_offset = ctx.args
+        n = ctx.needs_input_grad
+        gx, ge, gcx, gce, gcn = _affine_backward_torch(gy, x, e, cx_t, cx, ce_t, ce, cn_t, seed,
+                                                       offset, sample_offset,
+                                                       (n[0], n[1], n[2], n[4], n[6]))
+        return gx, ge, gcx, None, gce, None, gcn, None, None, None, None
