@@ -258,7 +258,7 @@ def fn_output(op: str, fn_name: str, y, x: torch.Tensor) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# the random stream (SPEC §0)
+# the random stream (docs/spec.md §0)
 
 def resolve_seed(seed=None, generator: torch.Generator | None = None) -> int:
     """The uint64 seed of an op call: ``seed`` itself, or, when it is None, one drawn from
@@ -296,12 +296,12 @@ def _stream_int(name: str, value, hi: int, op: str) -> int:
 
 
 def check_stream_args(op: str, seed, offset, sample_offset, rows: int | None = None):
-    """Validates (seed, offset, sample_offset) against SPEC §0 and returns them as ints."""
+    """Validates (seed, offset, sample_offset) against docs/spec.md §0 and returns them as ints."""
     seed = _stream_int("seed", seed, U64, op)
     offset = _stream_int("offset", offset, U64, op)
     sample_offset = _stream_int("sample_offset", sample_offset, U32, op)
     if rows is not None and rows + sample_offset >= U32:
-        raise ValueError(f"{op}: rows + sample_offset must be < 2^32 (SPEC §0), got rows={rows}, "
+        raise ValueError(f"{op}: rows + sample_offset must be < 2^32 (docs/spec.md §0), got rows={rows}, "
                          f"sample_offset={sample_offset}")
     return seed, offset, sample_offset
 

@@ -1,4 +1,4 @@
-"""One counter-based random stream for every backend (SPEC §0).
+"""One counter-based random stream for every backend (docs/spec.md §0).
 
 Every stochastic op draws from Philox4x32-10 keyed by ``seed`` (uint64) at stream position
 ``offset`` (uint64). A random tensor is read as rows along dim 0; element ``m`` of row ``r``
@@ -64,7 +64,7 @@ def uint32(shape, seed=None, offset: int = 0, sample_offset: int = 0, *, generat
     """The raw Philox words of a tensor of ``shape``, as int64 values in [0, 2^32).
 
     Args:
-        shape: output shape; rows are dim 0 (SPEC §0).
+        shape: output shape; rows are dim 0 (docs/spec.md §0).
         seed: uint64 key, or None to draw one from ``generator``.
         offset: uint64 stream position (give each call of a sampler its own).
         sample_offset: global index of row 0, < 2^32.
@@ -92,7 +92,7 @@ def uniform(shape, seed=None, offset: int = 0, sample_offset: int = 0, *, dtype=
 
 def normal(shape, seed=None, offset: int = 0, sample_offset: int = 0, *, dtype=torch.float32,
            generator=None, device=None) -> torch.Tensor:
-    """Standard normals by Box-Muller on word pairs (SPEC §0), in ``dtype``: element ``m`` of a
+    """Standard normals by Box-Muller on word pairs (docs/spec.md §0), in ``dtype``: element ``m`` of a
     row takes normal ``m % 4`` of counter ``m // 4``. This is the noise of every gmkernels
     sampler step, e.g. ``langevin_step(x, g, a, c, seed=s)`` adds ``c * normal(x.shape, s)``.
 

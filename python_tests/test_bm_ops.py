@@ -1,4 +1,4 @@
-"""The fully connected ±1 Boltzmann machine (SPEC §2.2): bm_gibbs on every backend against the
+"""The fully connected ±1 Boltzmann machine (docs/spec.md §2.2): bm_gibbs on every backend against the
 reference chain for chain, its stationary distribution and site rule against exact enumeration
 (bm_exact), bad input, opcheck / torch.compile, and the BoltzmannMachine model."""
 

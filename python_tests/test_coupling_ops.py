@@ -1,4 +1,4 @@
-"""The fused affine coupling transform (SPEC §1.2) on every backend against the reference:
+"""The fused affine coupling transform (docs/spec.md §1.2) on every backend against the reference:
 values and logdet, round trips, the Jacobian's log-determinant, gradients (reference autograd
 and gradcheck), opcheck, torch.compile, extremes, the MAF/IAF use with mask = 0, bad input."""
 

@@ -1,4 +1,4 @@
-"""The fused planar flow (SPEC §1.1) on every backend against the reference: values, log-det
+"""The fused planar flow (docs/spec.md §1.1) on every backend against the reference: values, log-det
 against the exact Jacobian, gradients, opcheck, torch.compile, extremes and bad input; and
 the stable û parameterization."""
 

@@ -1,4 +1,4 @@
-"""The Philox stream (SPEC §0): known answers, every backend word for word against the
+"""The Philox stream (docs/spec.md §0): known answers, every backend word for word against the
 reference, the float transforms, row invariance, statistics, and bad input; and the Triton
 fill kernels on their own (interpreter, CPU tensors): more streams, every float dtype, their
 non-contiguous out= path and their argument checks.

@@ -1,4 +1,4 @@
-"""The RBM ops (SPEC §2.1) on every backend against the reference and against enumeration:
+"""The RBM ops (docs/spec.md §2.1) on every backend against the reference and against enumeration:
 chains bit for bit, the stationary distribution, AIS vs exact log Z, free energy and its
 gradients, opcheck, torch.compile, bad input."""
 

@@ -1,5 +1,5 @@
-"""The sde family on every backend: the fused Langevin step (SPEC §3.1) and the SDE sampler
-steps (SPEC §3.2/§3.3: euler_maruyama_step, reverse_sde_step, langevin_corrector_step,
+"""The sde family on every backend: the fused Langevin step (docs/spec.md §3.1) and the SDE sampler
+steps (docs/spec.md §3.2/§3.3: euler_maruyama_step, reverse_sde_step, langevin_corrector_step,
 affine_noise_step, ddpm_step). Values and noise against the reference, dtypes, shapes,
 per-sample coefficients, non-contiguous inputs, gradients (reference autograd and gradcheck),
 opcheck, torch.compile, reproducibility and bad input; then the Triton kernels on their own,
@@ -398,7 +398,7 @@ def test_triton_langevin_backward_empty_and_flags(tri):
 
 
 # ---------------------------------------------------------------------------------------------
-# The SDE sampler steps (SPEC §3.3: euler_maruyama_step, reverse_sde_step,
+# The SDE sampler steps (docs/spec.md §3.3: euler_maruyama_step, reverse_sde_step,
 # langevin_corrector_step, affine_noise_step, ddpm_step) on every backend against the
 # reference: values and noise element by element, dtypes, shapes, per-sample times and
 # coefficients, non-contiguous inputs, gradients, opcheck and bad input. The backends are
@@ -836,7 +836,7 @@ def test_steps_compile_fullgraph_parity():
 # ---------------------------------------------------------------------------------------------
 # The Triton kernels of the SDE steps (gmkernels.triton.sde's *_fwd entry points), run in the
 # interpreter on CPU tensors and held to plain-PyTorch formulas written here from the API
-# (SPEC §3.2/§3.3), with the noise from the reference Philox stream. The oracle computes the
+# (docs/spec.md §3.2/§3.3), with the noise from the reference Philox stream. The oracle computes the
 # per-row coefficients in the compute dtype, in the order csrc/sde/sde.h does, so float32 runs
 # are compared to a few ulps of the step's terms (tolerance kind "terms"); the reference module
 # (float64 coefficients) and the native ops are cross-checked below.

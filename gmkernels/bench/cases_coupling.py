@@ -3,7 +3,7 @@ and forward + backward, on (B, D) = (65536, 64) and on (256, 16, 32, 32) images 
 
 Providers:
 
-* ``eager``: the SPEC §1.2 formula as a user writes it,
+* ``eager``: the docs/spec.md §1.2 formula as a user writes it,
   ``y = mask*x + (1-mask)*(x*exp(s) + t)``, ``logdet = ((1-mask)*s).sum(dims)`` with a float
   mask (six elementwise passes and a reduction, four full-size temporaries);
 * ``compile``: that function under ``torch.compile``;

@@ -3,7 +3,7 @@ uniforms).
 
 Providers: ``eager`` = ``torch.randn`` / ``torch.rand`` (torch's own generator), ``compile`` =
 that same call under ``torch.compile`` (Inductor's RNG, again a different stream), ``gmkernels``
-= :func:`gmkernels.random.normal` / :func:`gmkernels.random.uniform` (Philox, SPEC §0), and
+= :func:`gmkernels.random.normal` / :func:`gmkernels.random.uniform` (Philox, docs/spec.md §0), and
 ``floor`` = ``out.fill_(1.0)``: writing the same number of bytes with nothing computed.
 
 All three draw a fresh tensor per call, as a user would; the floor writes a preallocated one
@@ -73,7 +73,7 @@ PROVIDERS = {"eager": _eager, "compile": _compile, "gmkernels": _gmkernels, "flo
 
 def _note(shape: tuple[int, ...]) -> str:
     if len(shape) == 1:
-        return "1-D: every element is its own row (SPEC §0): the short-row path"
+        return "1-D: every element is its own row (docs/spec.md §0): the short-row path"
     return f"rows of {shape[-1]}: the long-row path"
 
 

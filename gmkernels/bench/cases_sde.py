@@ -38,7 +38,7 @@ and a whole score-SDE sampling loop.
    dominated by Python/dispatch overhead, which a compiled step does not remove), and
    compiling the whole loop would unroll 1000 steps into one graph (minutes of compile).
 
-eager/compile draw from torch's generator, gmkernels from Philox (SPEC §0): different streams
+eager/compile draw from torch's generator, gmkernels from Philox (docs/spec.md §0): different streams
 of the same distribution. The bit-exact pure-PyTorch Philox reference
 (:func:`gmkernels.reference.sde.langevin_step`) is the test oracle, not a provider: its int64
 emulation of 32-bit Philox is far slower than anything here.
@@ -125,7 +125,7 @@ QUICK_N = 1 << 22
 
 def _langevin_note(shape: tuple[int, ...]) -> str:
     if len(shape) == 1:
-        return ("1-D: every element is its own row (SPEC §0), one Philox call per element: "
+        return ("1-D: every element is its own row (docs/spec.md §0), one Philox call per element: "
                 "the short-row path")
     if shape[-1] < 16:
         return f"{math.prod(shape)} elements: per-call overhead dominates"

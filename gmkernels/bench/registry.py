@@ -50,7 +50,7 @@ PROVIDER_NOTES = {
     "eager": "what a user writes by hand in plain PyTorch (noise from torch's own RNG)",
     "compile": "that same function under torch.compile (Inductor; torch's RNG; compiled "
                "before timing)",
-    "gmkernels": "the fused gmkernels op, out of place (Philox noise, SPEC §0)",
+    "gmkernels": "the fused gmkernels op, out of place (Philox noise, docs/spec.md §0)",
     "gmkernels_inplace": "the in-place gmkernels op (e.g. langevin_step_)",
     "floor": "memory-traffic floor: torch.add(a, b, out=c) for a step (reads 2, writes 1), "
              "out.fill_() for a fill (writes 1), same number of elements",

@@ -24,7 +24,7 @@ RATIOS = (
 )
 
 RNG_NOTE = ("eager and compile draw their noise from torch's own generator, gmkernels from "
-            "Philox (SPEC §0): the same distribution, different streams. The bit-exact "
+            "Philox (docs/spec.md §0): the same distribution, different streams. The bit-exact "
             "pure-PyTorch Philox reference (gmkernels.reference) is the test oracle, not a "
             "provider: it is far slower than all of these.")
 

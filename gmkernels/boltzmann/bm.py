@@ -1,4 +1,4 @@
-"""A fully connected Boltzmann machine with ±1 spins (SPEC §2.2), trained by maximum likelihood
+"""A fully connected Boltzmann machine with ±1 spins (docs/spec.md §2.2), trained by maximum likelihood
 with persistent Gibbs chains (the "stochastic maximum likelihood" of Younes 1989 / Tieleman
 2008, with the Boltzmann learning rule of Ackley, Hinton & Sejnowski 1985):
 
@@ -112,7 +112,7 @@ class BoltzmannMachine(nn.Module):
             weight_decay: float = 0.0, momentum: float = 0.0, lr_decay: bool = True,
             order: str = "sequential", seed=None, generator: torch.Generator | None = None,
             progress: bool = False) -> list[float]:
-        """Maximum likelihood with persistent chains (SPEC §2.2 learning rule).
+        """Maximum likelihood with persistent chains (docs/spec.md §2.2 learning rule).
 
         Each step takes a mini-batch (all of ``data`` when ``batch_size`` is None), advances the
         ``n_chains`` persistent chains by ``n_sweeps`` sweeps, and moves ``W`` and ``b`` by ``lr``

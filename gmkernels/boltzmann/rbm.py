@@ -1,4 +1,4 @@
-"""A binary restricted Boltzmann machine on the fused RBM ops (SPEC §2.1).
+"""A binary restricted Boltzmann machine on the fused RBM ops (docs/spec.md §2.1).
 
 Training by contrastive divergence (CD-k, Hinton 2002) or persistent contrastive divergence
 (PCD, Tieleman 2008); the k Gibbs steps of each update are one :func:`gmkernels.rbm_gibbs`

@@ -1,4 +1,4 @@
-"""Normalizing-flow models on top of the fused flow ops (SPEC §1): :class:`PlanarFlow`
+"""Normalizing-flow models on top of the fused flow ops (docs/spec.md §1): :class:`PlanarFlow`
 (Rezende & Mohamed 2015) and :class:`RealNVP` (Dinh et al. 2017)."""
 from .planar import PlanarFlow
 from .realnvp import RealNVP

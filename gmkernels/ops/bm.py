@@ -1,4 +1,4 @@
-"""Fully connected Boltzmann machine with ±1 spins (SPEC §2.2): fused Gibbs sweeps and the
+"""Fully connected Boltzmann machine with ±1 spins (docs/spec.md §2.2): fused Gibbs sweeps and the
 exact enumeration oracle.
 
 * :func:`bm_gibbs`: ``n_sweeps`` sequential (or random-scan) Gibbs sweeps of B chains in one op
@@ -62,7 +62,7 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
              order: str = "sequential", seed=None, offset: int = 0, sample_offset: int = 0,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """``n_sweeps`` Gibbs sweeps of B independent chains of a fully connected ±1 Boltzmann
-    machine, in one op call (SPEC §2.2):
+    machine, in one op call (docs/spec.md §2.2):
 
         E(y) = -½ yᵀWy - bᵀy,   P(y) ∝ exp(-β E(y)),
         P(y_i = +1 | y_-i) = σ(2β h_i),   h = W y + b   (y_i = +1 iff u < σ(2β h_i)).
@@ -70,7 +70,7 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
     The local fields ``h`` are computed once (one GEMM) and updated only when a spin flips,
     ``h += 2 y_i W[i, :]``, so a sweep costs O(D · flips) per chain, not O(D²).
 
-    Random stream (SPEC §0): sweep ``s`` uses stream position ``offset + s``; chain ``b`` is
+    Random stream (docs/spec.md §0): sweep ``s`` uses stream position ``offset + s``; chain ``b`` is
     row ``b + sample_offset``.
 
     * ``order="sequential"``: sites ``0 .. D-1`` in order; site ``i`` takes the uniform of
@@ -148,7 +148,7 @@ if _backend.op_exists("bm_gibbs"):
 def bm_exact(W: torch.Tensor, b: torch.Tensor, beta: float = 1.0) -> BMExact:
     """Exact enumeration of a ±1 Boltzmann machine with ``D <= 20`` spins: the test oracle.
 
-    ``P(y) = exp(-β E(y)) / Z`` with ``E(y) = -½ yᵀWy - bᵀy`` (SPEC §2.2), summed over all
+    ``P(y) = exp(-β E(y)) / Z`` with ``E(y) = -½ yᵀWy - bᵀy`` (docs/spec.md §2.2), summed over all
     ``2^D`` states in chunks, in float64, log Z by logsumexp.
 
     Args:

@@ -1,4 +1,4 @@
-"""The fused affine coupling transform (SPEC §1.2): RealNVP / Glow coupling layers, NICE's
+"""The fused affine coupling transform (docs/spec.md §1.2): RealNVP / Glow coupling layers, NICE's
 additive coupling, and the elementwise affine step of MAF and IAF, in one pass over memory.
 
 ``affine_coupling`` is the ``torch.ops.gmkernels.affine_coupling`` dispatcher op with argument
@@ -55,7 +55,7 @@ def _check(op: str, x, s, t, mask, scale, clamp):
 def affine_coupling(x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, mask, *,
                     inverse: bool = False, scale: str = "exp",
                     clamp: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Affine coupling transform with its log-determinant, fused (SPEC §1.2).
+    """Affine coupling transform with its log-determinant, fused (docs/spec.md §1.2).
 
     Per element, with ``l`` the log-scale of ``s``:
 

@@ -1,4 +1,4 @@
-"""Fused planar-flow stack (SPEC §1.1; Rezende & Mohamed 2015, "Variational Inference with
+"""Fused planar-flow stack (docs/spec.md §1.1; Rezende & Mohamed 2015, "Variational Inference with
 Normalizing Flows", ICML) and the stable û parameterization.
 
 * ``planar_flow(z, u_hat, w, b) -> (z_K, logdet)``: K planar layers in one kernel, shared or
@@ -48,7 +48,7 @@ def _check(op: str, z, u_hat, w, b) -> None:
 
 
 def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
-    """K planar layers (SPEC §1.1) in one fused kernel, with their log-determinant:
+    """K planar layers (docs/spec.md §1.1) in one fused kernel, with their log-determinant:
 
         a_k = w_k·z + b_k,   z <- z + û_k tanh(a_k),
         logdet = sum_k log|1 + (1 - tanh²(a_k)) û_k·w_k|

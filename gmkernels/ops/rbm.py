@@ -1,4 +1,4 @@
-"""Restricted Boltzmann machine ops (SPEC §2.1): fused k-step block Gibbs, free energy, exact
+"""Restricted Boltzmann machine ops (docs/spec.md §2.1): fused k-step block Gibbs, free energy, exact
 and AIS partition functions.
 
 Binary units in {0, 1}, ``E(v, h) = -bᵀv - cᵀh - vᵀWh`` with ``W`` of shape
@@ -59,14 +59,14 @@ _choose = _backend.choose_backend
 
 def rbm_gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, k: int, *,
               beta=1.0, seed=None, offset: int = 0, sample_offset: int = 0, generator=None):
-    """k block-Gibbs steps of an RBM in one op call (SPEC §2.1):
+    """k block-Gibbs steps of an RBM in one op call (docs/spec.md §2.1):
 
         h ~ Bern(σ(β (v W + c))),   v ~ Bern(σ(β (h Wᵀ + b)))      (repeated k times)
 
     Each half-step is one GEMM (BLAS / cuBLAS) and one fused pass over its output (bias add,
     β, sigmoid and the Bernoulli draw ``u < p``); the loop over steps runs in C++.
 
-    Random stream (SPEC §0; rows are chains): step ``s`` draws the hidden units at stream
+    Random stream (docs/spec.md §0; rows are chains): step ``s`` draws the hidden units at stream
     position ``offset + 2s`` and the visible units at ``offset + 2s + 1``; unit ``m`` of chain
     ``r`` uses word ``m % 4`` of counter ``(m // 4, r + sample_offset, offset + ...)``. So the
     same seed gives the same chains on every backend (bit for bit in float64; see the tests),
@@ -136,7 +136,7 @@ if _backend.op_exists("rbm_gibbs"):
 
 def rbm_free_energy(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
                     c: torch.Tensor) -> torch.Tensor:
-    """Free energy of visible vectors (SPEC §2.1), differentiable in all arguments:
+    """Free energy of visible vectors (docs/spec.md §2.1), differentiable in all arguments:
 
         F(v) = -bᵀv - Σ_j softplus(c_j + (v W)_j),      p(v) = exp(-F(v)) / Z
 

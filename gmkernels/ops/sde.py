@@ -1,11 +1,11 @@
-"""Fused stochastic steps (SPEC §3): the Langevin update and the SDE sampler steps.
+"""Fused stochastic steps (docs/spec.md §3): the Langevin update and the SDE sampler steps.
 
 Each public op is a ``torch.ops.gmkernels.*`` dispatcher op with argument checks
 (:mod:`gmkernels._checks`), seed handling and backend choice in front of it; its fake kernel
 (``torch.compile``) and autograd are registered right after its wrapper:
 
-* ``langevin_step`` / ``langevin_step_``: ``clamp(x + a g + c xi)`` (SPEC §3.1);
-* ``euler_maruyama_step``: ``x + drift dt + diffusion sqrt|dt| xi`` (SPEC §3.3);
+* ``langevin_step`` / ``langevin_step_``: ``clamp(x + a g + c xi)`` (docs/spec.md §3.1);
+* ``euler_maruyama_step``: ``x + drift dt + diffusion sqrt|dt| xi`` (docs/spec.md §3.3);
 * ``reverse_sde_step``: one reverse-time step of a VE / VP / sub-VP SDE (Song et al. 2021);
 * ``langevin_corrector_step``: the predictor-corrector sampler's corrector (Song et al. 2021);
 * ``affine_noise_step``: ``cx x - ce e + cn xi``, and ``ddpm_step`` on top of it (Ho et al. 2020).
@@ -65,7 +65,7 @@ def _prepare(op, x, grad, step_size, noise_scale, seed, offset, sample_offset, g
 def langevin_step(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, *, seed=None,
                   offset: int = 0, sample_offset: int = 0, generator=None,
                   clamp=None) -> torch.Tensor:
-    """One fused Langevin / SGLD update (SPEC §3.1), in one pass over memory:
+    """One fused Langevin / SGLD update (docs/spec.md §3.1), in one pass over memory:
 
         out = clamp(x + step_size * grad + noise_scale * xi),
         xi  = gmkernels.random.normal(x.shape, seed, offset, sample_offset)
@@ -212,7 +212,7 @@ def _check_diffusion(op: str, diffusion, x: torch.Tensor):
 
 def euler_maruyama_step(x: torch.Tensor, drift: torch.Tensor, diffusion, dt: float, *, seed=None,
                         offset: int = 0, sample_offset: int = 0, generator=None) -> torch.Tensor:
-    """One Euler–Maruyama step of ``dx = f dt + g dw`` in one fused pass (SPEC §3.3):
+    """One Euler–Maruyama step of ``dx = f dt + g dw`` in one fused pass (docs/spec.md §3.3):
 
         out = x + drift * dt + diffusion * sqrt(|dt|) * xi,
         xi  = gmkernels.random.normal(x.shape, seed, offset, sample_offset)
@@ -225,7 +225,7 @@ def euler_maruyama_step(x: torch.Tensor, drift: torch.Tensor, diffusion, dt: flo
         diffusion: g: a float, a per-sample (B,) tensor, or a tensor of x's shape
             (differentiable when a tensor). For a 1-D x the (B,) tensor is both.
         dt: nonzero finite float.
-        seed, offset, sample_offset, generator: the Philox stream (SPEC §0); ``seed=None``
+        seed, offset, sample_offset, generator: the Philox stream (docs/spec.md §0); ``seed=None``
             draws one from ``generator`` / torch's default generator.
 
     Returns:
@@ -303,7 +303,7 @@ def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, sde, *,
                      predictor: str = "euler_maruyama", probability_flow: bool = False,
                      seed=None, offset: int = 0, sample_offset: int = 0,
                      generator=None) -> torch.Tensor:
-    """One reverse-time step of a VE / VP / sub-VP SDE from t to t - dt, fused (SPEC §3.3):
+    """One reverse-time step of a VE / VP / sub-VP SDE from t to t - dt, fused (docs/spec.md §3.3):
 
     the drift f and diffusion g of the SDE are computed from ``sde``'s parameters and t inside
     the kernel, one pass over x and the score. Per row, with s the score:
@@ -327,7 +327,7 @@ def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, sde, *,
             (ve) or ``beta_min, beta_max`` (vp, subvp), e.g. gmkernels.score.VPSDE().
         predictor: "euler_maruyama" or "reverse_diffusion".
         probability_flow: take the probability-flow ODE step instead.
-        seed, offset, sample_offset, generator: the Philox stream (SPEC §0).
+        seed, offset, sample_offset, generator: the Philox stream (docs/spec.md §0).
 
     Returns:
         a new contiguous tensor of x's shape and dtype. Differentiable in x and score
@@ -421,7 +421,7 @@ def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, *,
         score: s(x, t), same shape, dtype and device as x.
         snr: the target signal-to-noise ratio r > 0 (0.16 for VE on CIFAR-10 in the paper).
         alpha: a float or per-sample (B,) tensor >= 0; 1 for VE, α_i = 1 - β_i for VP.
-        seed, offset, sample_offset, generator: the Philox stream (SPEC §0).
+        seed, offset, sample_offset, generator: the Philox stream (docs/spec.md §0).
 
     Returns:
         a new contiguous tensor of x's shape and dtype. Not differentiable (the step size
@@ -475,7 +475,7 @@ def affine_noise_step(x: torch.Tensor, e: torch.Tensor, cx, ce, cn, *, seed=None
         x: (B, ...) any rank and strides; float32, float64 (half types with float32 math).
         e: same shape, dtype and device as x (e.g. the predicted noise).
         cx, ce, cn: finite floats or per-sample (B,) tensors (any sign).
-        seed, offset, sample_offset, generator: the Philox stream (SPEC §0).
+        seed, offset, sample_offset, generator: the Philox stream (docs/spec.md §0).
 
     Returns:
         a new contiguous tensor of x's shape and dtype. Differentiable in x, e and the tensor
@@ -570,7 +570,7 @@ def ddpm_step(x_t: torch.Tensor, eps_pred: torch.Tensor, t, schedule, *, seed=No
             the first sampling step, t = 0 the last).
         schedule: gmkernels.score.DDPMSchedule (or any object with (T,) tensors ``betas,
             alphas, alphas_cumprod, sigmas``).
-        seed, offset, sample_offset, generator: the Philox stream (SPEC §0).
+        seed, offset, sample_offset, generator: the Philox stream (docs/spec.md §0).
 
     Returns:
         a new contiguous tensor of x_t's shape and dtype, differentiable in x_t and eps_pred.

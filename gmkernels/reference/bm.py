@@ -1,4 +1,4 @@
-"""Plain-PyTorch fully connected Boltzmann machine (SPEC §2.2): the test oracle of
+"""Plain-PyTorch fully connected Boltzmann machine (docs/spec.md §2.2): the test oracle of
 ``bm_gibbs`` (a loop over sweeps and sites, vectorized over chains; also the benchmark's
 ``eager`` provider) and the exact enumeration ``bm_exact``.
 

@@ -1,4 +1,4 @@
-"""Plain-PyTorch affine coupling transform (SPEC §1.2): the test oracle and the fallback.
+"""Plain-PyTorch affine coupling transform (docs/spec.md §1.2): the test oracle and the fallback.
 
 Per element, with ``pass = mask != 0`` and ``s' = clamp * tanh(s / clamp)`` when clamped:
 

@@ -1,4 +1,4 @@
-"""Reference planar flow (SPEC §1.1, Rezende & Mohamed 2015) in plain PyTorch: a loop over the
+"""Reference planar flow (docs/spec.md §1.1, Rezende & Mohamed 2015) in plain PyTorch: a loop over the
 K layers exactly as a user would write it. Autograd comes from PyTorch, so this is also the
 oracle for the gradients of the fused op."""
 

@@ -1,4 +1,4 @@
-"""The reference random stream: Philox4x32-10 in plain PyTorch int64 arithmetic (SPEC §0).
+"""The reference random stream: Philox4x32-10 in plain PyTorch int64 arithmetic (docs/spec.md §0).
 
 This is the oracle the compiled and Triton kernels are tested against, word for word, and the
 fallback when the extension is not built. It favours clarity over speed: it materializes

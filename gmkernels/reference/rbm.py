@@ -1,6 +1,6 @@
-"""Plain-PyTorch RBM ops (SPEC §2.1): the test oracle and the fallback.
+"""Plain-PyTorch RBM ops (docs/spec.md §2.1): the test oracle and the fallback.
 
-Same random stream as the kernels (SPEC §0): step ``s`` of :func:`rbm_gibbs` draws its hidden
+Same random stream as the kernels (docs/spec.md §0): step ``s`` of :func:`rbm_gibbs` draws its hidden
 units at ``offset + 2s`` and its visible units at ``offset + 2s + 1``, rows being chains, and a
 unit is on when its uniform ``u < p`` with ``p = 1 / (1 + exp(-z))``, written the same way as
 the kernels (``csrc/boltzmann/rbm.h``) so that float64 runs agree state for state.

@@ -1,4 +1,4 @@
-"""Reference stochastic steps (SPEC §3) in plain PyTorch. Autograd comes from PyTorch itself,
+"""Reference stochastic steps (docs/spec.md §3) in plain PyTorch. Autograd comes from PyTorch itself,
 so these are also the oracle for the gradients of the fused ops."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def langevin_step(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, s
 
 
 # --------------------------------------------------------------------------------------------
-# SDE steps (SPEC §3.2-3.3). Every step below is affine in x (and the score) with per-row
+# SDE steps (docs/spec.md §3.2-3.3). Every step below is affine in x (and the score) with per-row
 # coefficients; the references spell out the formulas of the paper rather than that form.
 
 def _rows(x: torch.Tensor) -> int:
@@ -72,7 +72,7 @@ def sde_f_coeff_g2(kind: str, p0: float, p1: float, t):
 def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, kind: str, p0: float,
                      p1: float, predictor: str = "euler_maruyama", probability_flow: bool = False,
                      seed: int = 0, offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
-    """One reverse-time step from t to t - dt (SPEC §3.3), t a float or (B,).
+    """One reverse-time step from t to t - dt (docs/spec.md §3.3), t a float or (B,).
 
     euler_maruyama:    x - (f - g2 s) dt + sqrt(g2 dt) xi;  probability flow: x - (f - g2 s / 2) dt
     reverse_diffusion: x - (F - G2 s) + sqrt(G2) xi;        probability flow: x - (F - G2 s / 2)

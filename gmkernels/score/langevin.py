@@ -1,7 +1,7 @@
-"""Langevin samplers (SPEC §3.1) built on the fused in-place step :func:`gmkernels.langevin_step_`.
+"""Langevin samplers (docs/spec.md §3.1) built on the fused in-place step :func:`gmkernels.langevin_step_`.
 
 Three conventions of the one update ``x <- x + a * g + c * xi`` (``xi ~ N(0, I)`` from the
-Philox stream of SPEC §0):
+Philox stream of docs/spec.md §0):
 
 * :func:`langevin_sample`: unadjusted Langevin (ULA) on a score ``s = ∇log p``:
   ``a = ε, c = sqrt(2ε)``.
@@ -114,7 +114,7 @@ def langevin_sample(score_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.
                     n_steps: int, step_size, *, seed=None, offset: int = 0,
                     generator: torch.Generator | None = None, sample_offset: int = 0,
                     progress: bool = False, return_trajectory: bool = False, clamp=None):
-    """Unadjusted Langevin algorithm (ULA) on a score (SPEC §3.1):
+    """Unadjusted Langevin algorithm (ULA) on a score (docs/spec.md §3.1):
 
         x_{k+1} = clamp(x_k + ε s(x_k) + sqrt(2ε) ξ_k),   ξ_k ~ N(0, I),   s = ∇_x log p,
 
@@ -176,7 +176,7 @@ def annealed_langevin_sample(score_fn: Callable[[torch.Tensor, float], torch.Ten
                              progress: bool = False, return_trajectory: bool = False,
                              clamp=None, denoise: bool = False):
     """Annealed Langevin dynamics (Song & Ermon 2019, "Generative Modeling by Estimating
-    Gradients of the Data Distribution", Alg. 1; SPEC §3.1): for levels σ_1 > ... > σ_L,
+    Gradients of the Data Distribution", Alg. 1; docs/spec.md §3.1): for levels σ_1 > ... > σ_L,
 
         α_i = ε σ_i² / σ_L²
         repeat T times:  x <- clamp(x + (α_i / 2) s(x, σ_i) + sqrt(α_i) ξ),   ξ ~ N(0, I)
@@ -260,7 +260,7 @@ def sgld_sample(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Ten
                 return_trajectory: bool = False):
     """Langevin sampling of an energy-based model p(x) ∝ exp(-E(x)) (SGLD, Welling & Teh 2011,
     "Bayesian Learning via Stochastic Gradient Langevin Dynamics"; as an EBM sampler, Du &
-    Mordatch 2019, "Implicit Generation and Generalization in Energy-Based Models"; SPEC §3.1):
+    Mordatch 2019, "Implicit Generation and Generalization in Energy-Based Models"; docs/spec.md §3.1):
 
         x_{k+1} = clamp(x_k - (λ/2) ∇_x E(x_k) + c ξ_k),   c = sqrt(λ) by default,
 

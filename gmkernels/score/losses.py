@@ -15,7 +15,7 @@ def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
                                   weighting: str = "sigma2", eps: float = 1e-5, seed=None,
                                   offset: int = 0, generator=None) -> torch.Tensor:
     """Denoising score matching (Vincent 2011; Song & Ermon 2019; Song et al. 2021 eq. 7;
-    SPEC §4): perturb the data, regress the score on the perturbation's score:
+    docs/spec.md §4): perturb the data, regress the score on the perturbation's score:
 
         x̃ = mean(x, t) + σ z,   loss = mean over the batch of λ(σ) ||s(x̃, t) + z / σ||²
 

@@ -1,4 +1,4 @@
-"""Forward SDEs of score-based generative modeling (Song et al. 2021; SPEC §3.2).
+"""Forward SDEs of score-based generative modeling (Song et al. 2021; docs/spec.md §3.2).
 
 ``dx = f(x, t) dt + g(t) dw`` on t in [0, T = 1]:
 

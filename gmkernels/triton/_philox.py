@@ -1,4 +1,4 @@
-"""Philox4x32-10 and the draws built on it (SPEC §0), as ``@triton.jit`` helpers.
+"""Philox4x32-10 and the draws built on it (docs/spec.md §0), as ``@triton.jit`` helpers.
 
 These mirror ``csrc/include/gmk/philox.h`` word for word: the same counters give the same
 uint32 words as the C++/CUDA kernels and the pure-PyTorch reference
@@ -9,7 +9,7 @@ The float transforms use Triton's ``tl.log`` / ``tl.cos`` / ``tl.sin`` and the I
 first three become libdevice calls (no ``lg2.approx``/``sin.approx`` in the PTX), in the
 interpreter they are numpy's. The C++ float32 path uses its
 own polynomials (fastmath.h), so Triton's float32 normals agree with the other backends to a
-few ulps, not bit for bit, as SPEC §0 allows ("floats agree to rounding").
+few ulps, not bit for bit, as docs/spec.md §0 allows ("floats agree to rounding").
 
 Layout of a tile: a kernel works on ``(BLOCK_R, BLOCK_G)`` counters, ``BLOCK_R`` rows by
 ``BLOCK_G`` groups of four elements; :func:`interleave4` turns the four per-counter values into
@@ -165,7 +165,7 @@ def tile_index(pid, n_gblocks, BLOCK_R: tl.constexpr, BLOCK_G: tl.constexpr):
         r: (BLOCK_R, 1) int64 rows; g: (1, BLOCK_G) int64 groups;
         m: (1, 4 * BLOCK_G) int64 element indices within the row; pg: the group block.
 
-    int64 because rows * M and M itself may pass 2^31 (SPEC §0 allows M < 2^34); the index
+    int64 because rows * M and M itself may pass 2^31 (docs/spec.md §0 allows M < 2^34); the index
     math is small next to the Philox rounds and the memory traffic.
     """
     pr = pid // n_gblocks

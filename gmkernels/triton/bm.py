@@ -1,4 +1,4 @@
-"""Triton kernel of ``bm_gibbs`` (SPEC §2.2): Gibbs sweeps of a fully connected ±1 Boltzmann
+"""Triton kernel of ``bm_gibbs`` (docs/spec.md §2.2): Gibbs sweeps of a fully connected ±1 Boltzmann
 machine, the same stream and site rule as the C++/CUDA kernels (csrc/boltzmann/bm.h).
 
 One program owns a tile of ``BLOCK_B`` chains and keeps their spins and fields as

@@ -1,4 +1,4 @@
-"""Triton kernels of the affine coupling transform (SPEC §1.2) and its backward.
+"""Triton kernels of the affine coupling transform (docs/spec.md §1.2) and its backward.
 
 Mirror of ``csrc/flows/coupling.h``: per element, with ``pass = mask != 0`` and
 ``s' = c tanh(s / c)`` when clamped,

@@ -1,4 +1,4 @@
-"""Triton kernels of the planar flow (SPEC §1.1): the fused K-layer forward and its backward.
+"""Triton kernels of the planar flow (docs/spec.md §1.1): the fused K-layer forward and its backward.
 
 Mirror of ``csrc/flows/planar.cpp`` / ``planar.cu``: one program owns ``BLOCK_B`` rows with the
 whole row (``BLOCK_D >= D``) in registers and loops over the K layers. The backward makes the

@@ -1,4 +1,4 @@
-"""Triton kernels of the random fills (SPEC §0): raw words, uniforms, normals, Rademacher signs
+"""Triton kernels of the random fills (docs/spec.md §0): raw words, uniforms, normals, Rademacher signs
 and Bernoulli draws from the one Philox stream.
 
 Called by :mod:`gmkernels.random` when the ``"triton"`` backend is chosen: CUDA tensors, or CPU
@@ -80,7 +80,7 @@ def fill_(out: torch.Tensor, draw: str, seed: int, offset: int = 0,
     """Fills ``out`` in place with draws of the (seed, offset, sample_offset) stream.
 
     Args:
-        out: any shape and strides; rows are dim 0, a 0-d tensor is one row (SPEC §0).
+        out: any shape and strides; rows are dim 0, a 0-d tensor is one row (docs/spec.md §0).
             int64 for ``draw="uint32"``; float16, bfloat16, float32 or float64 otherwise.
         draw: ``"uint32"`` (the raw words, values in [0, 2^32)), ``"uniform"`` ([0, 1), 24 bits),
             ``"normal"`` (Box-Muller, float64 math for float64 out, float32 otherwise) or
@@ -111,7 +111,7 @@ def fill_(out: torch.Tensor, draw: str, seed: int, offset: int = 0,
 
 
 def bernoulli(p: torch.Tensor, seed: int, offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
-    """Bernoulli draws ``1 if u < p else 0``, u the element's uniform (SPEC §0).
+    """Bernoulli draws ``1 if u < p else 0``, u the element's uniform (docs/spec.md §0).
 
     Args:
         p: probabilities, any shape and strides, float16/bfloat16/float32/float64. The

@@ -1,8 +1,8 @@
-"""Triton kernel of the RBM fused pass (SPEC §2.1), and the Gibbs / AIS loops around it.
+"""Triton kernel of the RBM fused pass (docs/spec.md §2.1), and the Gibbs / AIS loops around it.
 
 Mirror of ``csrc/boltzmann/rbm.h``: over the GEMM output ``pre`` (rows = chains), one pass
 computes ``z = beta_r (pre + bias) [+ (1 - beta_r) base]``, ``p = 1 / (1 + exp(-z))`` and the
-sample ``u < p`` with ``u`` the element's Philox uniform (SPEC §0). The GEMMs are ``torch.mm``
+sample ``u < p`` with ``u`` the element's Philox uniform (docs/spec.md §0). The GEMMs are ``torch.mm``
 (cuBLAS on a GPU), the fused pass is the kernel below; the k-step loop is Python here (one
 GEMM and one kernel launch per half-step, the same sequence the C++ loop runs).
 

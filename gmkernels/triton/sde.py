@@ -1,5 +1,5 @@
-"""Triton kernels of the fused Langevin step (SPEC §3.1) and its backward, and of the SDE steps
-(SPEC §3.2/§3.3): generic Euler-Maruyama, reverse-time VE/VP/sub-VP predictors, the
+"""Triton kernels of the fused Langevin step (docs/spec.md §3.1) and its backward, and of the SDE steps
+(docs/spec.md §3.2/§3.3): generic Euler-Maruyama, reverse-time VE/VP/sub-VP predictors, the
 predictor-corrector Langevin corrector and the affine noise step behind the DDPM step.
 
 Mirror of ``csrc/sde/sde.h`` / ``sde.cpp``: the noise ``xi`` is regenerated in the kernel from
@@ -148,7 +148,7 @@ def langevin_step_fwd(x: torch.Tensor, grad: torch.Tensor, a_t: torch.Tensor | N
                       c_t: torch.Tensor | None, c: float, seed: int, offset: int,
                       sample_offset: int, clamp=None) -> torch.Tensor:
     """``clamp(x + a*grad + c*xi)``, ``xi = gmkernels.random.normal(x.shape, seed, offset,
-    sample_offset)`` (SPEC §3.1), one fused pass.
+    sample_offset)`` (docs/spec.md §3.1), one fused pass.
 
     Args:
         x, grad: (B, ...) any strides, same shape/dtype/device; float16/bfloat16/float32/float64.
@@ -225,7 +225,7 @@ def langevin_step_bwd(gy: torch.Tensor, out: torch.Tensor, grad: torch.Tensor,
 
 
 # ---------------------------------------------------------------------------------------------
-# SDE steps (SPEC §3.2, §3.3): one fused pass each (two for the corrector), the noise
+# SDE steps (docs/spec.md §3.2, §3.3): one fused pass each (two for the corrector), the noise
 # xi = gmkernels.random.normal(x.shape, seed, offset, sample_offset) regenerated in the kernel.
 
 @triton.jit
@@ -313,7 +313,7 @@ def _reverse_sde_row_coefs(tr, dt, p0, p1, KIND: tl.constexpr, PREDICTOR: tl.con
     cx = 1 - Fc, ce = -G2 (-G2/2 under PF), cn = sqrt(G2) (unused under PF), where
 
     * Euler-Maruyama (any SDE) and reverse diffusion of sub-VP: Fc = fc*dt, G2 = g2*dt with
-      f = fc*x and g^2 of the forward SDE (SPEC §3.2);
+      f = fc*x and g^2 of the forward SDE (docs/spec.md §3.2);
     * reverse diffusion, VE: Fc = 0, G2 = sigma(t)^2 - sigma(max(t - dt, 0))^2;
     * reverse diffusion, VP: beta_d = beta(t)*dt, Fc = sqrt(1 - beta_d) - 1, G2 = beta_d.
     """
@@ -465,7 +465,7 @@ def _affine_noise_fwd_kernel(x_ptr, e_ptr, y_ptr, cx_ptr, ce_ptr, cn_ptr,
 def euler_maruyama_step_fwd(x: torch.Tensor, drift: torch.Tensor,
                             diffusion_t: torch.Tensor | None, diffusion: float, dt: float,
                             seed: int, offset: int, sample_offset: int) -> torch.Tensor:
-    """``x + drift*dt + diffusion*sqrt(|dt|)*xi`` (SPEC §3.3, generic Euler-Maruyama), one pass.
+    """``x + drift*dt + diffusion*sqrt(|dt|)*xi`` (docs/spec.md §3.3, generic Euler-Maruyama), one pass.
 
     Args:
         x, drift: (B, ...) any strides, same shape/dtype/device; float16/bfloat16/float32/float64.
@@ -502,7 +502,7 @@ def reverse_sde_step_fwd(x: torch.Tensor, score: torch.Tensor, t_t: torch.Tensor
                          t: float, dt: float, kind: int, p0: float, p1: float, predictor: int,
                          probability_flow: bool, seed: int, offset: int,
                          sample_offset: int) -> torch.Tensor:
-    """One reverse-time step of the VE / VP / sub-VP SDE from t to t - dt (SPEC §3.3), with
+    """One reverse-time step of the VE / VP / sub-VP SDE from t to t - dt (docs/spec.md §3.3), with
     the per-row f and g computed in the kernel from (p0, p1) and t, one pass over x and score.
 
     Args:
