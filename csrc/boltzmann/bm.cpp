@@ -50,26 +50,28 @@ bool all_spins(const at::Tensor& t) {
 BmPrep bm_prepare(const char* op, const at::Tensor& y, const at::Tensor& W, const at::Tensor& b,
                   int64_t n_sweeps, const std::optional<at::Tensor>& beta_t, double beta,
                   int64_t order, int64_t seed, int64_t offset, int64_t sample_offset) {
-  TORCH_CHECK_VALUE(y.dim() == 2, op, ": y must be a (B, D) tensor of spins, got shape ", y.sizes());
+  TORCH_CHECK_VALUE(y.dim() == 2, op, ": y must be a (B, D) tensor of spins, got shape ",
+                    y.sizes());
   TORCH_CHECK_TYPE(y.scalar_type() == at::kFloat || y.scalar_type() == at::kDouble, op,
                    ": y must be float32 or float64, got ", y.scalar_type());
   const int64_t B = y.size(0), D = y.size(1);
-  TORCH_CHECK_VALUE(W.dim() == 2 && W.size(0) == D && W.size(1) == D, op, ": W must have shape (", D,
-                    ", ", D, ") for y of shape ", y.sizes(), ", got ", W.sizes());
+  TORCH_CHECK_VALUE(W.dim() == 2 && W.size(0) == D && W.size(1) == D, op, ": W must have shape (",
+                    D, ", ", D, ") for y of shape ", y.sizes(), ", got ", W.sizes());
   TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == D, op, ": b must have shape (", D, ",), got ",
                     b.sizes());
   TORCH_CHECK_TYPE(W.scalar_type() == y.scalar_type(), op, ": W must have the dtype of y (",
                    y.scalar_type(), "), got ", W.scalar_type());
   TORCH_CHECK_TYPE(b.scalar_type() == y.scalar_type(), op, ": b must have the dtype of y (",
                    y.scalar_type(), "), got ", b.scalar_type());
-  TORCH_CHECK_VALUE(W.device() == y.device(), op, ": W must be on y's device (", y.device(), "), got ",
-                    W.device());
-  TORCH_CHECK_VALUE(b.device() == y.device(), op, ": b must be on y's device (", y.device(), "), got ",
-                    b.device());
+  TORCH_CHECK_VALUE(W.device() == y.device(), op, ": W must be on y's device (", y.device(),
+                    "), got ", W.device());
+  TORCH_CHECK_VALUE(b.device() == y.device(), op, ": b must be on y's device (", y.device(),
+                    "), got ", b.device());
   TORCH_CHECK_VALUE(n_sweeps >= 0, op, ": n_sweeps must be >= 0, got ", n_sweeps);
   const BmOrder ord = enum_arg<BmOrder>(op, "order", order);
   TORCH_CHECK_VALUE(D < (int64_t{1} << 24), op, ": D must be < 2^24, got ", D);
-  TORCH_CHECK_VALUE(std::isfinite(beta) && beta >= 0, op, ": beta must be finite and >= 0, got ", beta);
+  TORCH_CHECK_VALUE(std::isfinite(beta) && beta >= 0, op, ": beta must be finite and >= 0, got ",
+                    beta);
   BmPrep p;
   p.beta_t = per_sample(op, beta_t, "beta", y, y.scalar_type());
   if (p.beta_t.defined()) {

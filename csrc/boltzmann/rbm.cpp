@@ -33,17 +33,18 @@ void check_vec(const char* op, const at::Tensor& t, const char* name, int64_t n,
                const at::Tensor& W) {
   TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, op, ": ", name, " must have shape (", what,
                     ",) = (", n, ",), got ", t.sizes());
-  TORCH_CHECK_TYPE(t.scalar_type() == W.scalar_type(), op, ": ", name, " must have the dtype of W (",
-                   W.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.device() == W.device(), op, ": ", name, " must be on W's device (", W.device(),
-                    "), got ", t.device());
+  TORCH_CHECK_TYPE(t.scalar_type() == W.scalar_type(), op, ": ", name,
+                   " must have the dtype of W (", W.scalar_type(), "), got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == W.device(), op, ": ", name, " must be on W's device (",
+                    W.device(), "), got ", t.device());
 }
 
 }  // namespace
 
 RbmPrep rbm_prepare(const char* op, const at::Tensor* v, const at::Tensor& W, const at::Tensor& b,
                     const at::Tensor& c, const std::optional<at::Tensor>& beta_t, double beta) {
-  TORCH_CHECK_VALUE(W.dim() == 2, op, ": W must be 2-D (n_visible, n_hidden), got shape ", W.sizes());
+  TORCH_CHECK_VALUE(W.dim() == 2, op, ": W must be 2-D (n_visible, n_hidden), got shape ",
+                    W.sizes());
   TORCH_CHECK_TYPE(W.scalar_type() == at::kFloat || W.scalar_type() == at::kDouble, op,
                    ": W must be float32 or float64, got ", W.scalar_type());
   RbmPrep p;
@@ -103,7 +104,8 @@ at::Tensor rbm_log_z_exact_impl(const at::Tensor& W, const at::Tensor& b, const 
   const bool over_hidden = p.nh <= p.nv;
   const int64_t n = over_hidden ? p.nh : p.nv;
   const int64_t other = over_hidden ? p.nv : p.nh;
-  TORCH_CHECK_VALUE(n <= 32, op, ": enumerating the smaller layer needs min(n_visible, n_hidden) <= 32"
+  TORCH_CHECK_VALUE(n <= 32, op,
+                    ": enumerating the smaller layer needs min(n_visible, n_hidden) <= 32"
                     " (2^n states), got ", n);
   const at::Tensor Wd = over_hidden ? p.W.to(at::kDouble).t().contiguous() : p.W.to(at::kDouble);
   const at::Tensor bias_e = (over_hidden ? p.c : p.b).to(at::kDouble);  // enumerated layer

@@ -122,8 +122,8 @@ std::tuple<at::Tensor, at::Tensor> rbm_ais_run(const char* op, const RbmPrep& p,
                                                const at::Tensor& betas_in, int64_t n_chains,
                                                const std::optional<at::Tensor>& base_in,
                                                int64_t seed, int64_t offset, const Pass& pass) {
-  TORCH_CHECK_VALUE(n_chains >= 2, op, ": n_chains must be >= 2 (the standard error needs two), got ",
-                    n_chains);
+  TORCH_CHECK_VALUE(n_chains >= 2, op,
+                    ": n_chains must be >= 2 (the standard error needs two), got ", n_chains);
   TORCH_CHECK_VALUE(n_chains < (int64_t{1} << 32), op, ": n_chains must be < 2^32, got ", n_chains);
   TORCH_CHECK_VALUE(betas_in.dim() == 1 && betas_in.size(0) >= 2, op,
                     ": betas must be a 1-D tensor of at least 2 inverse temperatures, got shape ",
@@ -146,8 +146,8 @@ std::tuple<at::Tensor, at::Tensor> rbm_ais_run(const char* op, const RbmPrep& p,
     TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == p.nv, op,
                       ": base_visible_bias must have shape (n_visible,) = (", p.nv, ",), got ",
                       t.sizes());
-    TORCH_CHECK_VALUE(t.device() == p.W.device(), op, ": base_visible_bias must be on ", p.W.device(),
-                      ", got ", t.device());
+    TORCH_CHECK_VALUE(t.device() == p.W.device(), op, ": base_visible_bias must be on ",
+                      p.W.device(), ", got ", t.device());
     TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op,
                      ": base_visible_bias must be a floating-point tensor, got ", t.scalar_type());
     bA = t.to(p.W.scalar_type()).contiguous();

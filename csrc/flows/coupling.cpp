@@ -34,7 +34,8 @@ CouplingPrep coupling_prepare(const char* op, const at::Tensor& x, const at::Ten
                               const at::Tensor& t, const at::Tensor& mask, bool inverse,
                               int64_t scale, std::optional<double> clamp,
                               at::ScalarType mask_dtype) {
-  TORCH_CHECK_VALUE(x.dim() >= 1, op, ": x must have a batch dimension (rank >= 1), got a 0-d tensor");
+  TORCH_CHECK_VALUE(x.dim() >= 1, op,
+                    ": x must have a batch dimension (rank >= 1), got a 0-d tensor");
   check_floating(op, "x", x);
   check_same(op, x, "x", s, "s");
   check_same(op, x, "x", t, "t");
@@ -92,7 +93,8 @@ void coupling_backward_prepare(const char* op, CouplingPrep& p, const at::Tensor
   TORCH_CHECK_TYPE(grad_logdet.scalar_type() == p.x.scalar_type(), op,
                    ": grad_logdet must have x's dtype (", p.x.scalar_type(), "), got ",
                    grad_logdet.scalar_type());
-  TORCH_CHECK_VALUE(grad_logdet.device() == p.x.device(), op, ": grad_logdet must be on x's device (",
+  TORCH_CHECK_VALUE(grad_logdet.device() == p.x.device(), op,
+                    ": grad_logdet must be on x's device (",
                     p.x.device(), "), got ", grad_logdet.device());
   p.gy = grad_y.contiguous();
   p.gld = grad_logdet.contiguous();

@@ -19,8 +19,8 @@ namespace {
 void check_param(const char* op, const at::Tensor& t, const char* name, const at::Tensor& z) {
   TORCH_CHECK_TYPE(t.scalar_type() == z.scalar_type(), op, ": ", name, " must have z's dtype (",
                    z.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.device() == z.device(), op, ": ", name, " must be on z's device (", z.device(),
-                    "), got ", t.device());
+  TORCH_CHECK_VALUE(t.device() == z.device(), op, ": ", name, " must be on z's device (",
+                    z.device(), "), got ", t.device());
 }
 
 }  // namespace
@@ -37,10 +37,12 @@ PlanarPrep planar_prepare(const char* op, const at::Tensor& z, const at::Tensor&
   const bool ps = u_hat.dim() == 3;
   const int64_t K = u_hat.size(ps ? 1 : 0);
   if (ps) {
-    TORCH_CHECK_VALUE(u_hat.size(0) == B && u_hat.size(2) == D, op, ": per-sample u_hat must be (B, K, D) = (",
+    TORCH_CHECK_VALUE(u_hat.size(0) == B && u_hat.size(2) == D, op,
+                      ": per-sample u_hat must be (B, K, D) = (",
                       B, ", K, ", D, "), got shape ", u_hat.sizes());
   } else {
-    TORCH_CHECK_VALUE(u_hat.size(1) == D, op, ": u_hat must be (K, ", D, "), got shape ", u_hat.sizes());
+    TORCH_CHECK_VALUE(u_hat.size(1) == D, op, ": u_hat must be (K, ", D, "), got shape ",
+                      u_hat.sizes());
   }
   TORCH_CHECK_VALUE(w.sizes() == u_hat.sizes(), op, ": w must have u_hat's shape ", u_hat.sizes(),
                     ", got ", w.sizes());

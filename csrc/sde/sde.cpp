@@ -114,7 +114,8 @@ AffinePrep euler_maruyama_prepare(const char* op, const at::Tensor& x, const at:
                                   double dt, int64_t seed, int64_t offset, int64_t sample_offset) {
   check_floating(op, "x", x);
   check_same(op, x, "x", drift, "drift");
-  TORCH_CHECK_VALUE(std::isfinite(dt) && dt != 0.0, op, ": dt must be finite and nonzero, got ", dt);
+  TORCH_CHECK_VALUE(std::isfinite(dt) && dt != 0.0, op, ": dt must be finite and nonzero, got ",
+                    dt);
   check_finite(op, "diffusion", diffusion);
   AffinePrep p;
   p.acc = acc_type_of(x.scalar_type());
@@ -155,7 +156,8 @@ AffinePrep euler_maruyama_backward_prepare(const char* op, const at::Tensor& gra
   check_floating(op, "grad_out", grad_out);
   TORCH_CHECK_VALUE(same_shape(grad_out.sizes(), x_shape), op, ": grad_out must have x's shape ",
                     x_shape, ", got ", grad_out.sizes());
-  TORCH_CHECK_VALUE(std::isfinite(dt) && dt != 0.0, op, ": dt must be finite and nonzero, got ", dt);
+  TORCH_CHECK_VALUE(std::isfinite(dt) && dt != 0.0, op, ": dt must be finite and nonzero, got ",
+                    dt);
   const bool has_d = has_tensor(diffusion_t);
   TORCH_CHECK_VALUE(!need_diffusion_grad || has_d, op,
                     ": need_diffusion_grad needs the diffusion tensor (diffusion_t is None)");
@@ -215,7 +217,8 @@ AffinePrep reverse_sde_prepare(const char* op, const at::Tensor& x, const at::Te
     std::tie(t_lo, t_hi) = check_t_range(op, p.t_t);
     p.src = cuda::CoefSource::kReverseSde;
   } else {
-    TORCH_CHECK_VALUE(std::isfinite(t) && t >= 0.0 && t <= 1.0, op, ": t must lie in [0, 1], got ", t);
+    TORCH_CHECK_VALUE(std::isfinite(t) && t >= 0.0 && t <= 1.0, op, ": t must lie in [0, 1], got ",
+                      t);
     // One t for every row: the coefficients once, on the host, in the compute dtype (the same
     // functor the kernels run per row), then the kernel sees plain scalars.
     auto coefs = [&](auto zero) {
