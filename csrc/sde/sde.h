@@ -38,7 +38,8 @@ GMK_HD_INLINE T clamp_pass(T y, const Clamp<T>& cl) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The SDE steps of issue 3 (SPEC §3.2-3.3) are all one per-element update,
+// The SDE steps (euler_maruyama_step, reverse_sde_step, langevin_corrector_step,
+// affine_noise_step; SPEC §3.2-3.3) are all one per-element update,
 //     out = cx*x - ce*e + cn*xi,
 // with per-row coefficients (cx, ce, cn) that each op derives from its own arguments:
 //   euler_maruyama_step:     e = drift,  cx = 1, ce = -dt, cn = diffusion * sqrt|dt|
@@ -214,7 +215,7 @@ struct LangevinBackwardArgs {
 LaunchStatus launch_langevin_backward(const LangevinBackwardArgs& args, void* stream);
 
 
-// Issue 3 ops. Where the coefficients of affine_update come from (see above).
+// The affine steps: where the coefficients of affine_update come from (see above).
 enum class CoefSource : int { kRows = 0, kReverseSde = 1, kCorrector = 2 };
 
 struct CoefArgs {
