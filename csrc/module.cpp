@@ -54,7 +54,7 @@ std::string set_cpu_isa(const std::string& name) {
   if (name == "baseline") v = static_cast<int>(Isa::kBaseline);
   else if (name == "avx2") v = static_cast<int>(Isa::kAvx2);
   else if (name == "avx512") v = static_cast<int>(Isa::kAvx512);
-  else TORCH_CHECK(name == "auto", "set_cpu_isa: expected auto, baseline, avx2 or avx512, got ", name);
+  else TORCH_CHECK_VALUE(name == "auto", "set_cpu_isa: expected auto, baseline, avx2 or avx512, got ", name);
   gmk::cpu::isa_override().store(v);
   return gmk::cpu::isa_name(gmk::cpu::detect_isa());
 }

@@ -271,10 +271,10 @@ def test_bad_input(args, exc, match):
 
 def test_bad_input_reaches_the_op_checks():
     # the dispatcher op checks too (callers that skip the Python wrapper)
-    with pytest.raises(RuntimeError, match="b must be \\(K,\\)"):
+    with pytest.raises(ValueError, match="b must be \\(K,\\)"):
         torch.ops.gmkernels.planar_flow(torch.zeros(3, 2), torch.zeros(2, 2), torch.zeros(2, 2),
                                         torch.zeros(5))
-    with pytest.raises(RuntimeError, match="grad_logdet must be"):
+    with pytest.raises(ValueError, match="grad_logdet must be"):
         torch.ops.gmkernels.planar_flow_backward(None, torch.zeros(4), torch.zeros(3, 2),
                                                  torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2))
     with pytest.raises(ValueError, match="u and w must have one shape"):

@@ -266,9 +266,9 @@ def test_bad_dtype_and_p():
 
 def test_dispatcher_op_checks_limits_itself():
     # Called directly, without the Python wrapper, the op still refuses bad streams.
-    with pytest.raises(RuntimeError, match="sample_offset"):
+    with pytest.raises(ValueError, match="sample_offset"):
         torch.ops.gmkernels.random_uniform_(torch.empty(4), 1, 0, 2**32 - 2)
-    with pytest.raises(RuntimeError, match="out must be int64"):
+    with pytest.raises(TypeError, match="out must be int64"):
         torch.ops.gmkernels.random_uint32_(torch.empty(4), 1, 0, 0)
 
 

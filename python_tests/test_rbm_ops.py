@@ -324,13 +324,13 @@ def test_bad_input_reaches_the_kernel_checks():
     """The C++ checks name the argument too (for callers of torch.ops.gmkernels directly)."""
     W, b, c = make_rbm(6, 4)
     v0 = bits(5, 6)
-    with pytest.raises(RuntimeError, match="k must be >= 0"):
+    with pytest.raises(ValueError, match="k must be >= 0"):
         torch.ops.gmkernels.rbm_gibbs(v0, W, b, c, -2, None, 1.0, 0, 0, 0)
-    with pytest.raises(RuntimeError, match="b must have shape"):
+    with pytest.raises(ValueError, match="b must have shape"):
         torch.ops.gmkernels.rbm_gibbs(v0, W, c, c, 1, None, 1.0, 0, 0, 0)
-    with pytest.raises(RuntimeError, match="beta must be a float or a per-sample tensor"):
+    with pytest.raises(ValueError, match="beta must be a float or a per-sample tensor"):
         torch.ops.gmkernels.rbm_gibbs(v0, W, b, c, 1, torch.ones(3, dtype=torch.float64), 1.0, 0, 0, 0)
-    with pytest.raises(RuntimeError, match="betas must start at 0"):
+    with pytest.raises(ValueError, match="betas must start at 0"):
         torch.ops.gmkernels.rbm_ais(W, b, c, torch.tensor([0.5, 1.0]), 4, None, 0, 0)
 
 

@@ -259,13 +259,13 @@ def test_inplace_refuses_autograd():
 
 def test_dispatcher_op_checks_arguments_itself():
     x = torch.zeros(3, 2)
-    with pytest.raises(RuntimeError, match="grad must have the shape of x"):
+    with pytest.raises(ValueError, match="grad must have the shape of x"):
         torch.ops.gmkernels.langevin_step(x, torch.zeros(2, 3), None, 0.1, None, 0.1, 0, 0, 0, None, None)
-    with pytest.raises(RuntimeError, match="step_size must be finite"):
+    with pytest.raises(ValueError, match="step_size must be finite"):
         torch.ops.gmkernels.langevin_step(x, x, None, float("nan"), None, 0.1, 0, 0, 0, None, None)
-    with pytest.raises(RuntimeError, match="noise_scale must be a float or a per-sample tensor"):
+    with pytest.raises(ValueError, match="noise_scale must be a float or a per-sample tensor"):
         torch.ops.gmkernels.langevin_step(x, x, None, 0.1, torch.ones(2), 0.1, 0, 0, 0, None, None)
-    with pytest.raises(RuntimeError, match="clamp needs both bounds"):
+    with pytest.raises(ValueError, match="clamp needs both bounds"):
         torch.ops.gmkernels.langevin_step(x, x, None, 0.1, None, 0.1, 0, 0, 0, -1.0, None)
 
 

@@ -14,23 +14,22 @@
 #include <cstdint>
 #include <cmath>
 
-#include "gmk/macros.h"
+#include "gmk/enums.h"
 #include "gmk/launch.h"
+#include "gmk/macros.h"
+#include "gmk/mathfn.h"
 #include "gmk/philox.h"
 
 namespace gmk {
 
-enum BmOrder : int { kBmSequential = 0, kBmRandom = 1 };
-
-GMK_HD_INLINE float bm_exp(float v) { return expf(v); }
-GMK_HD_INLINE double bm_exp(double v) { return exp(v); }
+// The scan order codes (BmOrder) are in gmk/enums.h; exp_t (libm expf / exp) in gmk/mathfn.h.
 
 // P(y_i = +1 | rest) = sigma(2 beta h) = 1 / (1 + exp(-2 beta h)), in the op's dtype. For very
 // negative arguments exp overflows to inf and P is 0 (never NaN); for very positive ones P is 1.
 template <typename acc_t>
 GMK_HD_INLINE acc_t bm_prob_up(acc_t h, acc_t beta) {
   const acc_t x = acc_t(2) * (beta * h);
-  return acc_t(1) / (acc_t(1) + bm_exp(-x));
+  return acc_t(1) / (acc_t(1) + exp_t(-x));
 }
 
 // The new spin of a site from its Philox word w: +1 iff u < P(+1), u = (w >> 8) 2^-24.

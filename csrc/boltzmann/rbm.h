@@ -13,29 +13,23 @@
 #include <cmath>
 #include <cstdint>
 
-#include "gmk/fastmath.h"
 #include "gmk/launch.h"
 #include "gmk/macros.h"
+#include "gmk/mathfn.h"
 #include "gmk/philox.h"
 
 namespace gmk {
 
 // exp for float32 without libm, so that the CPU loop vectorizes and CPU and CUDA compute the
-// same floats: gmk::fast_expf (gmk/fastmath.h, about 1 ulp) with the argument clamped to
-// [-87, 87]; outside, exp(-z) only moves a sigmoid by less than 1e-37, and the Triton kernel
-// applies the same clamp.
-GMK_HD_INLINE float rbm_expf(float x) {
-  return fast_expf(x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x));
-}
-
-GMK_HD_INLINE float rbm_exp(float x) { return rbm_expf(x); }
-GMK_HD_INLINE double rbm_exp(double x) { return ::exp(x); }
+// same floats: gmk::exp_fast_clamped (gmk/mathfn.h), fast_expf (about 1 ulp) with the argument
+// clamped to [-87, 87]; outside, exp(-z) only moves a sigmoid by less than 1e-37, and the Triton
+// kernel applies the same clamp. float64: libm exp.
 
 // The logistic function as every backend writes it: 1 / (1 + exp(-z)). For float64 a very
-// negative z gives exp(-z) = inf and p = 0 (no NaN); float32 clamps inside rbm_expf.
+// negative z gives exp(-z) = inf and p = 0 (no NaN); float32 clamps inside exp_fast_clamped.
 template <typename acc_t>
 GMK_HD_INLINE acc_t rbm_sigmoid(acc_t z) {
-  return acc_t(1) / (acc_t(1) + rbm_exp(-z));
+  return acc_t(1) / (acc_t(1) + exp_fast_clamped(-z));
 }
 
 // One element of the fused pass: the pre-activation `pre` (a GEMM output), the unit's bias,

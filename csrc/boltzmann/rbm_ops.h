@@ -1,18 +1,23 @@
-// Torch-side bodies of the RBM ops (SPEC §2.1), shared by the CPU registration (rbm.cpp) and
-// the CUDA glue (rbm_cuda.cpp). The k-step Gibbs loop and the AIS loop are written once here,
-// templated on the device's fused pass (a CPU loop or a CUDA launch); the GEMMs are ATen calls
+// Torch-side bodies of the RBM ops (SPEC §2.1), shared by the CPU registration (rbm_cpu.cpp)
+// and the CUDA glue (rbm_cuda.cpp). The k-step Gibbs loop and the AIS loop are written once
+// here, templated on the device's fused pass (a CPU loop or a CUDA launch; the Pass also names
+// the device guard, `Pass::Guard`); the GEMMs are ATen calls
 // (BLAS / cuBLAS) into buffers allocated once per op call, so there is no per-step Python and
 // no per-step allocation.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <cstdint>
 #include <tuple>
 #include <vector>
 
 #include "gmk/checks.h"
+#include "gmk/glue.h"
 #include "rbm.h"
 
 namespace gmk {
@@ -27,9 +32,10 @@ struct RbmPrep {
 
 // Checks shapes, dtypes (float32 / float64) and devices; v may be undefined (W-only ops).
 RbmPrep rbm_prepare(const char* op, const at::Tensor* v, const at::Tensor& W, const at::Tensor& b,
-                    const at::Tensor& c, const c10::optional<at::Tensor>& beta_t, double beta);
+                    const at::Tensor& c, const std::optional<at::Tensor>& beta_t, double beta);
 
-// Composite (device-generic ATen) ops, defined in rbm.cpp and registered for CPU and CUDA.
+// Composite (device-generic ATen) ops, defined and registered (CPU, and CUDA in CUDA builds) in
+// rbm.cpp.
 at::Tensor rbm_free_energy_impl(const at::Tensor& v, const at::Tensor& W, const at::Tensor& b,
                                 const at::Tensor& c);
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rbm_free_energy_backward_impl(
@@ -43,9 +49,10 @@ inline PhiloxStream rbm_stream(int64_t seed, int64_t offset, uint64_t delta, int
                      static_cast<uint64_t>(sample_offset));
 }
 
-// Pass (a functor with operator() and ais_weight, see CpuPass in rbm.cpp): void(const at::Tensor& pre, const at::Tensor& bias, const at::Tensor& base,
-//            const at::Tensor& beta_t, double beta, const PhiloxStream& st,
-//            at::Tensor& sample, const at::Tensor& prob)
+// Pass (a functor with operator() and ais_weight, see CpuPass in rbm_cpu.cpp):
+//   void(const at::Tensor& pre, const at::Tensor& bias, const at::Tensor& base,
+//        const at::Tensor& beta_t, double beta, const PhiloxStream& st,
+//        at::Tensor& sample, const at::Tensor& prob)
 // writes sample (and prob when defined; prob may be pre itself) from the contiguous
 // (rows, M) pre-activation, as rbm.h's rbm_sample_prob.
 //
@@ -57,7 +64,7 @@ template <class Pass>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rbm_gibbs_run(
     const char* op, const RbmPrep& p, int64_t k, int64_t seed, int64_t offset,
     int64_t sample_offset, const Pass& pass) {
-  TORCH_CHECK(k >= 0, op, ": k must be >= 0, got ", k);
+  TORCH_CHECK_VALUE(k >= 0, op, ": k must be >= 0, got ", k);
   // The SPEC §0 limits (rows + sample_offset < 2^32, row length) for both layers.
   checked_stream(op, p.v.sizes(), seed, offset, sample_offset);
   checked_stream(op, {p.B, p.nh}, seed, offset, sample_offset);
@@ -91,7 +98,7 @@ inline at::Tensor rbm_softplus(const at::Tensor& x) {
   return at::clamp_min(x, 0).add_(at::log1p(at::exp(-at::abs(x))));
 }
 
-// The AIS weight increment in ATen ops (the CUDA path; the CPU has a fused loop in rbm.cpp):
+// The AIS weight increment in ATen ops (the CUDA path; the CPU has a fused loop in rbm_cpu.cpp):
 // logw += (b1 - b0) vᵀ(b - b_A) + Σ_j [softplus(b1 x_j) - softplus(b0 x_j)], x = pre_h + c,
 // all in float64.
 inline void ais_weight_aten(const at::Tensor& pre_h, const at::Tensor& c, const at::Tensor& v,
@@ -113,36 +120,36 @@ inline void ais_weight_aten(const at::Tensor& pre_h, const at::Tensor& c, const 
 template <class Pass>
 std::tuple<at::Tensor, at::Tensor> rbm_ais_run(const char* op, const RbmPrep& p,
                                                const at::Tensor& betas_in, int64_t n_chains,
-                                               const c10::optional<at::Tensor>& base_in,
+                                               const std::optional<at::Tensor>& base_in,
                                                int64_t seed, int64_t offset, const Pass& pass) {
-  TORCH_CHECK(n_chains >= 2, op, ": n_chains must be >= 2 (the standard error needs two), got ",
-              n_chains);
-  TORCH_CHECK(n_chains < (int64_t{1} << 32), op, ": n_chains must be < 2^32, got ", n_chains);
-  TORCH_CHECK(betas_in.dim() == 1 && betas_in.size(0) >= 2, op,
-              ": betas must be a 1-D tensor of at least 2 inverse temperatures, got shape ",
-              betas_in.sizes());
-  TORCH_CHECK(at::isFloatingType(betas_in.scalar_type()), op,
-              ": betas must be a floating-point tensor, got ", betas_in.scalar_type());
+  TORCH_CHECK_VALUE(n_chains >= 2, op,
+                    ": n_chains must be >= 2 (the standard error needs two), got ", n_chains);
+  TORCH_CHECK_VALUE(n_chains < (int64_t{1} << 32), op, ": n_chains must be < 2^32, got ", n_chains);
+  TORCH_CHECK_VALUE(betas_in.dim() == 1 && betas_in.size(0) >= 2, op,
+                    ": betas must be a 1-D tensor of at least 2 inverse temperatures, got shape ",
+                    betas_in.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(betas_in.scalar_type()), op,
+                   ": betas must be a floating-point tensor, got ", betas_in.scalar_type());
   const at::Tensor betas_h = betas_in.to(at::kCPU, at::kDouble).contiguous();
   const double* bt = betas_h.data_ptr<double>();
   const int64_t K = betas_h.size(0);
-  TORCH_CHECK(bt[0] == 0.0 && bt[K - 1] == 1.0, op,
-              ": betas must start at 0 and end at 1, got ", bt[0], " ... ", bt[K - 1]);
+  TORCH_CHECK_VALUE(bt[0] == 0.0 && bt[K - 1] == 1.0, op,
+                    ": betas must start at 0 and end at 1, got ", bt[0], " ... ", bt[K - 1]);
   for (int64_t i = 1; i < K; ++i)
-    TORCH_CHECK(std::isfinite(bt[i]) && bt[i] >= bt[i - 1], op,
-                ": betas must be finite and nondecreasing, got betas[", i - 1, "] = ", bt[i - 1],
-                ", betas[", i, "] = ", bt[i]);
+    TORCH_CHECK_VALUE(std::isfinite(bt[i]) && bt[i] >= bt[i - 1], op,
+                      ": betas must be finite and nondecreasing, got betas[", i - 1, "] = ", bt[i - 1],
+                      ", betas[", i, "] = ", bt[i]);
   const auto opts = p.W.options();
   at::Tensor bA;
-  if (base_in.has_value() && base_in->defined()) {
+  if (has_tensor(base_in)) {
     const at::Tensor& t = *base_in;
-    TORCH_CHECK(t.dim() == 1 && t.size(0) == p.nv, op,
-                ": base_visible_bias must have shape (n_visible,) = (", p.nv, ",), got ",
-                t.sizes());
-    TORCH_CHECK(t.device() == p.W.device(), op, ": base_visible_bias must be on ", p.W.device(),
-                ", got ", t.device());
-    TORCH_CHECK(at::isFloatingType(t.scalar_type()), op,
-                ": base_visible_bias must be a floating-point tensor, got ", t.scalar_type());
+    TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == p.nv, op,
+                      ": base_visible_bias must have shape (n_visible,) = (", p.nv, ",), got ",
+                      t.sizes());
+    TORCH_CHECK_VALUE(t.device() == p.W.device(), op, ": base_visible_bias must be on ",
+                      p.W.device(), ", got ", t.device());
+    TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op,
+                     ": base_visible_bias must be a floating-point tensor, got ", t.scalar_type());
     bA = t.to(p.W.scalar_type()).contiguous();
   } else {
     bA = at::zeros({p.nv}, opts);
@@ -178,6 +185,37 @@ std::tuple<at::Tensor, at::Tensor> rbm_ais_run(const char* op, const RbmPrep& p,
   const at::Tensor log_z = at::log(mean) + mx + log_za;
   const at::Tensor se = w.std() / (mean * std::sqrt(static_cast<double>(n)));
   return {log_z, se};
+}
+
+// The op bodies, registered as &op<Pass> by rbm_cpu.cpp and rbm_cuda.cpp.
+template <class Pass>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rbm_gibbs(
+    const at::Tensor& v0, const at::Tensor& W, const at::Tensor& b, const at::Tensor& c,
+    int64_t k, const std::optional<at::Tensor>& beta_t, double beta, int64_t seed,
+    int64_t offset, int64_t sample_offset) {
+  const char* op = "gmkernels.rbm_gibbs";
+  const typename Pass::Guard guard(W.device());
+  const RbmPrep p = rbm_prepare(op, &v0, W, b, c, beta_t, beta);
+  return rbm_gibbs_run(op, p, k, seed, offset, sample_offset, Pass{});
+}
+
+template <class Pass>
+std::tuple<at::Tensor, at::Tensor> rbm_ais(const at::Tensor& W, const at::Tensor& b,
+                                           const at::Tensor& c, const at::Tensor& betas,
+                                           int64_t n_chains,
+                                           const std::optional<at::Tensor>& base, int64_t seed,
+                                           int64_t offset) {
+  const char* op = "gmkernels.rbm_ais";
+  const typename Pass::Guard guard(W.device());
+  const RbmPrep p = rbm_prepare(op, nullptr, W, b, c, std::nullopt, 1.0);
+  return rbm_ais_run(op, p, betas, n_chains, base, seed, offset, Pass{});
+}
+
+// The registration of the ops above for one device: its TORCH_LIBRARY_IMPL block calls this.
+template <class Dev>
+void register_rbm_ops(torch::Library& m) {
+  m.impl("rbm_gibbs", &rbm_gibbs<Dev>);
+  m.impl("rbm_ais", &rbm_ais<Dev>);
 }
 
 }  // namespace gmk

@@ -15,65 +15,20 @@
 #include <cmath>
 #include <cstdint>
 
-#include "gmk/fastmath.h"
+#include "gmk/enums.h"
 #include "gmk/launch.h"
 #include "gmk/macros.h"
+#include "gmk/mathfn.h"
 
 namespace gmk {
-
-enum class CouplingScale : int { kExp = 0, kSigmoid = 1 };
 
 // nflows adds 1e-3 to the sigmoid so that the scale stays >= 1e-3 (the log-scale >= -6.9).
 constexpr double kSigmoidEps = 1e-3;
 
-// ---------------------------------------------------------------------------------------------
-// exp and tanh in the compute dtype (gmk::fast_expf is in gmk/fastmath.h). On the host the float versions are branch-free
-// polynomials so that the CPU loops vectorize (glibc's expf/tanhf are scalar calls GCC does not
-// vectorize without -ffast-math; PERF_NOTES); on the device the CUDA library functions.
+// exp, tanh and log in the compute dtype: gmk::exp_vec / tanh_vec / log_vec (gmk/mathfn.h), the
+// vectorizable polynomials for float32 on the host and the CUDA library functions on the device.
+// The scale enum (CouplingScale) is in gmk/enums.h.
 
-
-// tanh for float32: an odd polynomial below |x| = 0.625 (Cephes tanhf), 1 - 2/(e^2|x| + 1)
-// above, chosen by a select. About 2 ulp.
-GMK_HD_INLINE float fast_tanhf(float x) {
-  const float ax = x < 0.0f ? -x : x;
-  const float e = fast_expf(2.0f * ax);  // inf for large |x|: 2/inf = 0, tanh = 1
-  const float big = 1.0f - 2.0f / (e + 1.0f);
-  const float z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const float small = p * z * x + x;
-  return ax < 0.625f ? small : (x < 0.0f ? -big : big);
-}
-
-GMK_HD_INLINE float cpl_exp(float v) {
-#if defined(__CUDA_ARCH__)
-  return expf(v);
-#else
-  return fast_expf(v);
-#endif
-}
-GMK_HD_INLINE double cpl_exp(double v) { return exp(v); }
-GMK_HD_INLINE float cpl_tanh(float v) {
-#if defined(__CUDA_ARCH__)
-  return tanhf(v);
-#else
-  return fast_tanhf(v);
-#endif
-}
-GMK_HD_INLINE double cpl_tanh(double v) { return tanh(v); }
-// log of the sigmoid scale, whose argument lies in [1e-3, 1.001]: a normal positive float,
-// the range fast_logf covers.
-GMK_HD_INLINE float cpl_log(float v) {
-#if defined(__CUDA_ARCH__)
-  return logf(v);
-#else
-  return fast_logf(v);
-#endif
-}
-GMK_HD_INLINE double cpl_log(double v) { return log(v); }
 
 // ---------------------------------------------------------------------------------------------
 // Compile-time variant of the op: scale kind, soft clamp on/off, direction.
@@ -90,25 +45,25 @@ template <typename V, typename T>
 GMK_HD_INLINE T coupling_scale(T s, T c, T inv_c, T* f, T* dl) {
   T sc = s, dclamp = T(1);
   if (V::clamp) {
-    const T th = cpl_tanh(s * inv_c);
+    const T th = tanh_vec(s * inv_c);
     sc = c * th;
     dclamp = T(1) - th * th;
   }
   if (V::scale == static_cast<int>(CouplingScale::kExp)) {
-    *f = V::inverse ? cpl_exp(-sc) : cpl_exp(sc);
+    *f = V::inverse ? exp_vec(-sc) : exp_vec(sc);
     if (dl) *dl = dclamp;
     return sc;
   } else {
     // sigmoid(a) from e = e^-|a| in (0, 1]: never overflows, and 1 - sigmoid(a) keeps its
     // precision for large a (sigmoid' = sig (1 - sig) = e / (1 + e)^2).
     const T a = sc + T(2);
-    const T e = cpl_exp(a < T(0) ? a : -a);
+    const T e = exp_vec(a < T(0) ? a : -a);
     const T inv1e = T(1) / (T(1) + e);
     const T sig = a < T(0) ? e * inv1e : inv1e;
     const T scale = sig + T(kSigmoidEps);
     *f = V::inverse ? T(1) / scale : scale;
     if (dl) *dl = dclamp * (e * inv1e * inv1e) / scale;
-    return cpl_log(scale);
+    return log_vec(scale);
   }
 }
 

@@ -1,5 +1,5 @@
 // CUDA kernels of the sde family (SPEC §3): the fused Langevin step and its backward, and the
-// affine step behind the SDE steps of issue 3 (sde.h), its backward and the corrector's norms.
+// affine step behind the SDE steps (sde.h), its backward and the corrector's norms.
 // Raw pointers and a cudaStream_t only; the torch side is sde_cuda.cpp.
 //
 // One thread per Philox counter (gmk/cuda_kernel.cuh): thread t owns elements 4g..4g+3 of row
@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(kThreads)
 
 
 // ---------------------------------------------------------------------------------------------
-// Issue 3: the affine step out = cx*x - ce*e + cn*xi (sde.h) behind euler_maruyama_step,
+// The affine step out = cx*x - ce*e + cn*xi (sde.h) behind euler_maruyama_step,
 // reverse_sde_step, langevin_corrector_step and affine_noise_step. Coefs is the per-row
 // coefficient provider of sde.h; its row(r) runs once per counter (a few transcendentals for
 // the SDE coefficients, far cheaper than the counter's Philox, and it saves a launch and a

@@ -4,8 +4,10 @@
 
 #include <cstdint>
 
-#include "gmk/macros.h"
+#include "gmk/enums.h"
 #include "gmk/launch.h"
+#include "gmk/macros.h"
+#include "gmk/mathfn.h"
 #include "gmk/philox.h"
 
 namespace gmk {
@@ -36,7 +38,8 @@ GMK_HD_INLINE T clamp_pass(T y, const Clamp<T>& cl) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The SDE steps of issue 3 (SPEC §3.2-3.3) are all one per-element update,
+// The SDE steps (euler_maruyama_step, reverse_sde_step, langevin_corrector_step,
+// affine_noise_step; SPEC §3.2-3.3) are all one per-element update,
 //     out = cx*x - ce*e + cn*xi,
 // with per-row coefficients (cx, ce, cn) that each op derives from its own arguments:
 //   euler_maruyama_step:     e = drift,  cx = 1, ce = -dt, cn = diffusion * sqrt|dt|
@@ -68,16 +71,8 @@ struct Coef3 {
   acc_t cx, ce, cn;
 };
 
-// Host/device math in the compute dtype: float overloads (expf, ...) for float so that float32
-// inputs get float32 coefficients on both devices, double for float64.
-GMK_HD_INLINE float sde_exp(float v) { return expf(v); }
-GMK_HD_INLINE double sde_exp(double v) { return exp(v); }
-GMK_HD_INLINE float sde_log(float v) { return logf(v); }
-GMK_HD_INLINE double sde_log(double v) { return log(v); }
-GMK_HD_INLINE float sde_sqrt(float v) { return sqrtf(v); }
-GMK_HD_INLINE double sde_sqrt(double v) { return sqrt(v); }
-GMK_HD_INLINE float sde_pow(float a, float b) { return powf(a, b); }
-GMK_HD_INLINE double sde_pow(double a, double b) { return pow(a, b); }
+// Host/device math in the compute dtype (float32 inputs get float32 coefficients on both
+// devices, double for float64): gmk::exp_t, log_t, sqrt_t, pow_t of gmk/mathfn.h.
 
 // Coefficients given per row (a (rows,) array in the compute dtype) or as one scalar each.
 template <typename acc_t>
@@ -91,10 +86,8 @@ struct RowCoefs {
   }
 };
 
-// The SDEs of SPEC §3.2. kind: 0 VE (p0, p1) = (sigma_min, sigma_max); 1 VP and 2 sub-VP
-// (p0, p1) = (beta_min, beta_max). predictor: 0 Euler-Maruyama, 1 reverse diffusion.
-enum SdeKind : int { kSdeVE = 0, kSdeVP = 1, kSdeSubVP = 2 };
-enum SdePredictor : int { kPredEulerMaruyama = 0, kPredReverseDiffusion = 1 };
+// The SDEs of SPEC §3.2: kind and predictor are the codes of gmk/enums.h (SdeKind,
+// SdePredictor).
 
 template <typename acc_t>
 struct SdeSpec {
@@ -106,7 +99,7 @@ struct SdeSpec {
 
 template <typename acc_t>
 GMK_HD_INLINE acc_t ve_sigma(acc_t smin, acc_t smax, acc_t t) {
-  return smin * sde_pow(smax / smin, t);
+  return smin * pow_t(smax / smin, t);
 }
 
 // f(x, t) = fc * x and g(t)^2 of the forward SDE (SPEC §3.2) at time t.
@@ -115,7 +108,7 @@ GMK_HD_INLINE void sde_f_g2(const SdeSpec<acc_t>& s, acc_t t, acc_t* fc, acc_t* 
   if (s.kind == kSdeVE) {
     const acc_t sigma = ve_sigma(s.p0, s.p1, t);
     *fc = acc_t(0);
-    *g2 = acc_t(2) * sigma * sigma * sde_log(s.p1 / s.p0);
+    *g2 = acc_t(2) * sigma * sigma * log_t(s.p1 / s.p0);
     return;
   }
   const acc_t beta = s.p0 + t * (s.p1 - s.p0);
@@ -124,7 +117,7 @@ GMK_HD_INLINE void sde_f_g2(const SdeSpec<acc_t>& s, acc_t t, acc_t* fc, acc_t* 
     *g2 = beta;
   } else {  // sub-VP: beta * (1 - exp(-2 * int_0^t beta))
     const acc_t integral = s.p0 * t + acc_t(0.5) * t * t * (s.p1 - s.p0);
-    *g2 = beta * (acc_t(1) - sde_exp(acc_t(-2) * integral));
+    *g2 = beta * (acc_t(1) - exp_t(acc_t(-2) * integral));
   }
 }
 
@@ -144,7 +137,7 @@ GMK_HD_INLINE Coef3<acc_t> reverse_sde_coefs(const SdeSpec<acc_t>& s, acc_t t) {
     G2 = sg * sg - sp * sp;
   } else if (s.predictor == kPredReverseDiffusion && s.kind == kSdeVP) {
     const acc_t beta_d = (s.p0 + t * (s.p1 - s.p0)) * s.dt;
-    Fc = sde_sqrt(acc_t(1) - beta_d) - acc_t(1);
+    Fc = sqrt_t(acc_t(1) - beta_d) - acc_t(1);
     G2 = beta_d;
   } else {  // Euler-Maruyama of any SDE, and reverse diffusion of sub-VP
     acc_t fc, g2;
@@ -153,7 +146,7 @@ GMK_HD_INLINE Coef3<acc_t> reverse_sde_coefs(const SdeSpec<acc_t>& s, acc_t t) {
     G2 = g2 * s.dt;
   }
   if (s.pf) return Coef3<acc_t>{acc_t(1) - Fc, acc_t(-0.5) * G2, acc_t(0)};
-  return Coef3<acc_t>{acc_t(1) - Fc, -G2, sde_sqrt(G2)};
+  return Coef3<acc_t>{acc_t(1) - Fc, -G2, sqrt_t(G2)};
 }
 
 template <typename acc_t>
@@ -169,9 +162,9 @@ struct ReverseSdeCoefs {
 template <typename acc_t>
 GMK_HD_INLINE Coef3<acc_t> corrector_coefs(acc_t alpha, acc_t snr, acc_t xi2, acc_t s2) {
   if (!(s2 > acc_t(0))) return Coef3<acc_t>{acc_t(1), acc_t(0), acc_t(0)};
-  const acc_t ratio = snr * sde_sqrt(xi2) / sde_sqrt(s2);
+  const acc_t ratio = snr * sqrt_t(xi2) / sqrt_t(s2);
   const acc_t eps = acc_t(2) * alpha * ratio * ratio;
-  return Coef3<acc_t>{acc_t(1), -eps, sde_sqrt(acc_t(2) * eps)};
+  return Coef3<acc_t>{acc_t(1), -eps, sqrt_t(acc_t(2) * eps)};
 }
 
 template <typename acc_t>
@@ -222,7 +215,7 @@ struct LangevinBackwardArgs {
 LaunchStatus launch_langevin_backward(const LangevinBackwardArgs& args, void* stream);
 
 
-// Issue 3 ops. Where the coefficients of affine_update come from (see above).
+// The affine steps: where the coefficients of affine_update come from (see above).
 enum class CoefSource : int { kRows = 0, kReverseSde = 1, kCorrector = 2 };
 
 struct CoefArgs {

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "gmk/enums.h"
 #include "gmk/fastmath.h"
+#include "gmk/mathfn.h"
 #include "gmk/philox.h"
 #include "../sde/sde.h"
 
@@ -98,7 +100,45 @@ static void test_langevin_functor() {
   EXPECT(gmk::langevin_update(0.1f, 0.2f, -3.0f, 0.5f, 2.0f, p) == -1.0f, "langevin clamp lo");
 }
 
+// The schema codes are a contract with the Python side (gmkernels/_enums.py): fixed ints.
+static void test_enum_codes() {
+  EXPECT(gmk::kSdeVE == 0 && gmk::kSdeVP == 1 && gmk::kSdeSubVP == 2, "SdeKind codes");
+  EXPECT(gmk::kPredEulerMaruyama == 0 && gmk::kPredReverseDiffusion == 1, "SdePredictor codes");
+  EXPECT(static_cast<int>(gmk::CouplingScale::kExp) == 0 &&
+             static_cast<int>(gmk::CouplingScale::kSigmoid) == 1,
+         "CouplingScale codes");
+  EXPECT(gmk::kBmSequential == 0 && gmk::kBmRandom == 1, "BmOrder codes");
+  for (int64_t v = -2; v < 5; ++v) {
+    EXPECT(gmk::enum_code_valid<gmk::SdeKind>(v) == (v >= 0 && v <= 2), "SdeKind valid %d",
+           static_cast<int>(v));
+    EXPECT(gmk::enum_code_valid<gmk::BmOrder>(v) == (v >= 0 && v <= 1), "BmOrder valid %d",
+           static_cast<int>(v));
+  }
+}
+
+// gmk/mathfn.h: each family is the function it names, for float and double.
+static void test_mathfn() {
+  const float xs[] = {-100.0f, -87.5f, -3.25f, -1e-3f, 0.0f, 0.7f, 10.0f, 87.5f, 100.0f};
+  for (float x : xs) {
+    EXPECT(gmk::exp_t(x) == std::exp(x), "exp_t(%g)", x);
+    EXPECT(gmk::exp_t(static_cast<double>(x)) == std::exp(static_cast<double>(x)), "exp_t d");
+    EXPECT(gmk::exp_vec(x) == gmk::fast_expf(x), "exp_vec(%g) is fast_expf on the host", x);
+    EXPECT(gmk::tanh_vec(x) == gmk::fast_tanhf(x), "tanh_vec(%g) is fast_tanhf on the host", x);
+    EXPECT(gmk::tanh_t(x) == std::tanh(x), "tanh_t(%g)", x);
+    const float xc = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
+    EXPECT(gmk::exp_fast_clamped(x) == gmk::fast_expf(xc), "exp_fast_clamped(%g)", x);
+    EXPECT(gmk::exp_fast_clamped(static_cast<double>(x)) == std::exp(static_cast<double>(x)),
+           "exp_fast_clamped double (%g)", x);
+    EXPECT(std::fabs(gmk::fast_tanhf(x) - std::tanh(x)) <= 4e-7f * (1.0f + std::fabs(x)),
+           "fast_tanhf(%g) accuracy", x);
+  }
+  const float pos[] = {1e-3f, 0.5f, 1.0f, 1.001f};
+  for (float v : pos) EXPECT(gmk::log_vec(v) == gmk::fast_logf(v), "log_vec(%g)", v);
+}
+
 int main() {
+  test_enum_codes();
+  test_mathfn();
   test_known_answers();
   test_fastmath();
   test_draws();

@@ -1,12 +1,18 @@
-// Torch-side argument checks and stream set-up shared by every family's CPU and CUDA glue.
-// Messages name the argument and what was expected (ARCHITECTURE: errors name the problem).
+// Torch-side argument checks and stream set-up shared by every family's prepare functions.
+// One message format, `op: argument must be ..., got ...`, and one exception type per kind of
+// problem: TORCH_CHECK_TYPE (Python TypeError) for a wrong dtype, TORCH_CHECK_VALUE (Python
+// ValueError) for a wrong shape, device or value. These are the checks memory safety needs for
+// callers of torch.ops.gmkernels.* that skip the Python wrappers (which check user arguments
+// first): shapes, dtypes, devices and the SPEC §0 row limits.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <optional>
 
+#include "gmk/enums.h"
 #include "gmk/philox.h"
 
 namespace gmk {
@@ -30,12 +36,13 @@ inline RowView row_view(at::IntArrayRef sizes) {
 inline PhiloxStream checked_stream(const char* op, at::IntArrayRef sizes, int64_t seed,
                                    int64_t offset, int64_t sample_offset) {
   const RowView v = row_view(sizes);
-  TORCH_CHECK(sample_offset >= 0, op, ": sample_offset must be >= 0, got ", sample_offset);
-  TORCH_CHECK(sample_offset < (int64_t{1} << 32), op, ": sample_offset must be < 2^32, got ", sample_offset);
-  TORCH_CHECK(v.rows + sample_offset < (int64_t{1} << 32), op,
-              ": rows + sample_offset must be < 2^32 (SPEC §0), got rows=", v.rows,
-              " sample_offset=", sample_offset);
-  TORCH_CHECK(v.M < (int64_t{1} << 34), op,
+  TORCH_CHECK_VALUE(sample_offset >= 0, op, ": sample_offset must be >= 0, got ", sample_offset);
+  TORCH_CHECK_VALUE(sample_offset < (int64_t{1} << 32), op, ": sample_offset must be < 2^32, got ",
+                    sample_offset);
+  TORCH_CHECK_VALUE(v.rows + sample_offset < (int64_t{1} << 32), op,
+                    ": rows + sample_offset must be < 2^32 (SPEC §0), got rows=", v.rows,
+                    " sample_offset=", sample_offset);
+  TORCH_CHECK_VALUE(v.M < (int64_t{1} << 34), op,
               ": a row (numel / size(0)) must hold fewer than 2^34 elements, got ", v.M);
   return make_stream(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset),
                      static_cast<uint64_t>(sample_offset));
@@ -43,28 +50,49 @@ inline PhiloxStream checked_stream(const char* op, at::IntArrayRef sizes, int64_
 
 inline void check_same(const char* op, const at::Tensor& a, const char* an, const at::Tensor& b,
                        const char* bn) {
-  TORCH_CHECK(a.sizes() == b.sizes(), op, ": ", bn, " must have the shape of ", an, " ",
-              a.sizes(), ", got ", b.sizes());
-  TORCH_CHECK(a.scalar_type() == b.scalar_type(), op, ": ", bn, " must have the dtype of ", an,
-              " (", a.scalar_type(), "), got ", b.scalar_type());
-  TORCH_CHECK(a.device() == b.device(), op, ": ", bn, " must be on the device of ", an, " (",
-              a.device(), "), got ", b.device());
+  TORCH_CHECK_VALUE(a.sizes() == b.sizes(), op, ": ", bn, " must have the shape of ", an, " ",
+                    a.sizes(), ", got ", b.sizes());
+  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), op, ": ", bn, " must have the dtype of ",
+                   an, " (", a.scalar_type(), "), got ", b.scalar_type());
+  TORCH_CHECK_VALUE(a.device() == b.device(), op, ": ", bn, " must be on the device of ", an,
+                    " (", a.device(), "), got ", b.device());
 }
 
 // A per-sample scalar: None, or a (rows,) tensor on x's device. Returned contiguous in `acc`.
-inline at::Tensor per_sample(const char* op, const c10::optional<at::Tensor>& t, const char* name,
+inline at::Tensor per_sample(const char* op, const std::optional<at::Tensor>& t, const char* name,
                              const at::Tensor& x, at::ScalarType acc) {
   if (!t.has_value() || !t->defined()) return at::Tensor();
   const at::Tensor& v = *t;
   const int64_t rows = x.dim() == 0 ? 1 : x.size(0);
-  TORCH_CHECK(v.dim() == 1 && v.size(0) == rows, op, ": ", name,
-              " must be a float or a per-sample tensor of shape (", rows, ",), got shape ",
-              v.sizes());
-  TORCH_CHECK(at::isFloatingType(v.scalar_type()), op, ": ", name,
-              " must be a floating-point tensor, got ", v.scalar_type());
-  TORCH_CHECK(v.device() == x.device(), op, ": ", name, " must be on ", x.device(), ", got ",
-              v.device());
+  TORCH_CHECK_VALUE(v.dim() == 1 && v.size(0) == rows, op, ": ", name,
+                    " must be a float or a per-sample tensor of shape (", rows, ",), got shape ",
+                    v.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(v.scalar_type()), op, ": ", name,
+                   " must be a floating-point tensor, got ", v.scalar_type());
+  TORCH_CHECK_VALUE(v.device() == x.device(), op, ": ", name, " must be on ", x.device(),
+                    ", got ", v.device());
   return v.to(acc).contiguous();
+}
+
+// An integer-coded enum argument (gmk/enums.h), checked once: the error names the argument
+// and the valid codes.
+template <typename E>
+E enum_arg(const char* op, const char* arg, int64_t v) {
+  TORCH_CHECK_VALUE(enum_code_valid<E>(v), op, ": ", arg, " must be ", EnumInfo<E>::kChoices,
+                    ", got ", v);
+  return static_cast<E>(v);
+}
+
+// x must be a floating-point tensor (float16, bfloat16, float32, float64).
+inline void check_floating(const char* op, const char* arg, const at::Tensor& t) {
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op, ": ", arg,
+                   " must be a floating-point tensor, got ", t.scalar_type());
+}
+
+// t must be float32 or float64 (the families whose kernels compute in the input dtype).
+inline void check_real(const char* op, const char* arg, const at::Tensor& t) {
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ",
+                   arg, " must be float32 or float64, got ", t.scalar_type());
 }
 
 inline at::ScalarType acc_type_of(at::ScalarType t) {

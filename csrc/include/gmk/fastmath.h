@@ -116,4 +116,20 @@ GMK_HD_INLINE float fast_expf(float v) {
   return v != v ? v : e;
 }
 
+// tanh for float32: an odd polynomial below |x| = 0.625 (Cephes tanhf), 1 - 2/(e^2|x| + 1)
+// above, chosen by a select. About 2 ulp.
+GMK_HD_INLINE float fast_tanhf(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  const float e = fast_expf(2.0f * ax);  // inf for large |x|: 2/inf = 0, tanh = 1
+  const float big = 1.0f - 2.0f / (e + 1.0f);
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = p * z * x + x;
+  return ax < 0.625f ? small : (x < 0.0f ? -big : big);
+}
+
 }  // namespace gmk
