@@ -1,10 +1,10 @@
-// The fully connected Boltzmann machine (SPEC §2.2): the schema of bm_gibbs and its
+// The fully connected Boltzmann machine (docs/spec.md §2.2): the schema of bm_gibbs and its
 // device-agnostic preparation (bm_prepare). The op body is bm_ops.h, the CPU kernel bm_cpu.cpp,
 // the CUDA glue bm_cuda.cpp (kernel in bm.cu).
 //
 // bm_gibbs runs n_sweeps Gibbs sweeps on B independent chains of D spins in {-1, +1}:
 //  * sequential order: sweep s visits sites 0..D-1; site i of chain b takes the uniform of
-//    element i of row b at offset + s (SPEC §0);
+//    element i of row b at offset + s (docs/spec.md §0);
 //  * random order: sweep s makes D single-site updates; update j picks site
 //    floor(u'_j D) with u'_j the uniform of element D + j, and decides it with the uniform of
 //    element j, both of row b at offset + s (a row of 2D elements).
@@ -108,7 +108,7 @@ BmPrep bm_prepare(const char* op, const at::Tensor& y, const at::Tensor& W, cons
 }  // namespace gmk
 
 TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
-  // Spins y (B, D) in {-1, +1}; returns the spins after n_sweeps sweeps (SPEC §2.2, bm.cpp top).
+  // Spins y (B, D) in {-1, +1}; returns the spins after n_sweeps sweeps (docs/spec.md §2.2, bm.cpp top).
   // order: 0 sequential, 1 random scan. beta_t: per-chain (B,) inverse temperatures, else beta.
   m.def(
       "bm_gibbs(Tensor y, Tensor W, Tensor b, int n_sweeps, Tensor? beta_t, float beta, "

@@ -1,4 +1,4 @@
-// CUDA kernel of bm_gibbs (SPEC §2.2): sequential or random-scan Gibbs sweeps of B chains of a
+// CUDA kernel of bm_gibbs (docs/spec.md §2.2): sequential or random-scan Gibbs sweeps of B chains of a
 // fully connected +-1 Boltzmann machine. Raw pointers and a cudaStream_t only; the torch side
 // (checks, the initial fields by cuBLAS) is bm_cuda.cpp.
 //

@@ -1,10 +1,10 @@
-// Per-site math of the fully connected Boltzmann machine (SPEC §2.2), host and device.
+// Per-site math of the fully connected Boltzmann machine (docs/spec.md §2.2), host and device.
 // No torch headers: bm.cu includes this with the plain CUDA toolkit.
 //
 // Spins y in {-1, +1}, E(y) = -1/2 y'Wy - b'y, W symmetric with a zero diagonal. The local
 // fields h = Wy + b are kept per chain; the site rule is
 //     P(y_i = +1 | y_-i) = sigma(2 beta h_i),   y_i = +1 iff u < P,
-// with u the uniform of the site's element in the Philox stream (SPEC §0). When y_i flips, every
+// with u the uniform of the site's element in the Philox stream (docs/spec.md §0). When y_i flips, every
 // field moves by 2 y_i_new W[i, :] (W symmetric: row i is column i, and contiguous). Because
 // 2 y_i_new is +-2, the product 2 y_i_new W_ij is exact in every dtype, so each field update is a
 // single rounding (the same with or without FMA contraction): CPU, CUDA, Triton and the

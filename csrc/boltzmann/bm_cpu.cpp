@@ -1,4 +1,4 @@
-// bm_gibbs on the CPU (SPEC §2.2; the sweep order and stream use are described in bm.cpp) and
+// bm_gibbs on the CPU (docs/spec.md §2.2; the sweep order and stream use are described in bm.cpp) and
 // its registration. Checks and initial fields: bm_prepare (bm.cpp); the op body: bm_ops.h.
 //
 // CPU kernel: at::parallel_for over chains. Per chain and sweep the row's Philox words are made

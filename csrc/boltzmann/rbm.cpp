@@ -1,4 +1,4 @@
-// The RBM ops (SPEC §2.1): schemas, the device-agnostic preparation (rbm_prepare) and the
+// The RBM ops (docs/spec.md §2.1): schemas, the device-agnostic preparation (rbm_prepare) and the
 // composite ops.
 //
 //  * rbm_gibbs: k block-Gibbs steps in one call. GEMMs by ATen (BLAS / cuBLAS) into buffers
@@ -141,8 +141,8 @@ void register_composites(torch::Library& m) {
 }  // namespace gmk
 
 TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
-  // SPEC §2.1: k block-Gibbs steps h ~ Bern(σ(β(vW + c))), v ~ Bern(σ(β(hWᵀ + b))); step s
-  // draws hidden at offset + 2s, visible at offset + 2s + 1 (rows = chains, SPEC §0). beta_t:
+  // docs/spec.md §2.1: k block-Gibbs steps h ~ Bern(σ(β(vW + c))), v ~ Bern(σ(β(hWᵀ + b))); step s
+  // draws hidden at offset + 2s, visible at offset + 2s + 1 (rows = chains, docs/spec.md §0). beta_t:
   // per-chain (B,) inverse temperatures (None: the float beta). Returns (v_k, h_k, pv_k, ph_k):
   // see rbm_gibbs_run in rbm_ops.h (k = 0: the hidden half of step 0).
   m.def(

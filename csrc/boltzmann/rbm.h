@@ -1,4 +1,4 @@
-// Per-element math of the RBM ops (SPEC §2.1), host and device.
+// Per-element math of the RBM ops (docs/spec.md §2.1), host and device.
 // No torch headers: rbm.cu includes this with the plain CUDA toolkit.
 //
 // The fused pass of one block-Gibbs half-step. The GEMM (vW or hWᵀ, done by BLAS / cuBLAS)

@@ -1,4 +1,4 @@
-// Torch-side bodies of the RBM ops (SPEC §2.1), shared by the CPU registration (rbm_cpu.cpp)
+// Torch-side bodies of the RBM ops (docs/spec.md §2.1), shared by the CPU registration (rbm_cpu.cpp)
 // and the CUDA glue (rbm_cuda.cpp). The k-step Gibbs loop and the AIS loop are written once
 // here, templated on the device's fused pass (a CPU loop or a CUDA launch; the Pass also names
 // the device guard, `Pass::Guard`); the GEMMs are ATen calls
@@ -65,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rbm_gibbs_run(
     const char* op, const RbmPrep& p, int64_t k, int64_t seed, int64_t offset,
     int64_t sample_offset, const Pass& pass) {
   TORCH_CHECK_VALUE(k >= 0, op, ": k must be >= 0, got ", k);
-  // The SPEC §0 limits (rows + sample_offset < 2^32, row length) for both layers.
+  // The docs/spec.md §0 limits (rows + sample_offset < 2^32, row length) for both layers.
   checked_stream(op, p.v.sizes(), seed, offset, sample_offset);
   checked_stream(op, {p.B, p.nh}, seed, offset, sample_offset);
   const auto opts = p.v.options();

@@ -1,4 +1,4 @@
-// The affine coupling transform (SPEC §1.2): schemas and the device-agnostic preparation. The
+// The affine coupling transform (docs/spec.md §1.2): schemas and the device-agnostic preparation. The
 // op bodies are coupling_ops.h; the CPU kernels coupling_cpu.cpp, the CUDA glue
 // coupling_cuda.cpp (kernels in coupling.cu).
 //
@@ -103,7 +103,7 @@ void coupling_backward_prepare(const char* op, CouplingPrep& p, const at::Tensor
 }  // namespace gmk
 
 TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
-  // SPEC §1.2 (coupling.h has the exact per-element formulas): y = x where mask != 0, else
+  // docs/spec.md §1.2 (coupling.h has the exact per-element formulas): y = x where mask != 0, else
   // x*e^l + t (inverse: (x - t)*e^-l), l the log-scale of s (scale 0: s, 1: log(sigmoid(s+2) +
   // 1e-3)), s soft-clamped to c*tanh(s/c) first when clamp is given. logdet (B,) = +-sum of l
   // over the non-pass elements of each row (minus for the inverse).

@@ -1,4 +1,4 @@
-// CUDA kernels of the affine coupling transform (SPEC §1.2); the math is coupling.h.
+// CUDA kernels of the affine coupling transform (docs/spec.md §1.2); the math is coupling.h.
 // Raw pointers and a cudaStream_t only; the torch side is coupling_cuda.cpp.
 //
 // Layout: contiguous rows x M. Short rows (M <= kCudaWarpRowMax, e.g. the (65536, 64) case):

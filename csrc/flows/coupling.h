@@ -1,4 +1,4 @@
-// Per-element math of the affine coupling transform (SPEC §1.2), host and device.
+// Per-element math of the affine coupling transform (docs/spec.md §1.2), host and device.
 // No torch headers: coupling.cu includes this with the plain CUDA toolkit.
 //
 // One element, with pass = (mask != 0), s' = clamp ? c*tanh(s/c) : s:

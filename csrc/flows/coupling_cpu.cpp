@@ -1,4 +1,4 @@
-// The affine coupling transform (SPEC §1.2) on the CPU: the fused forward and backward loops
+// The affine coupling transform (docs/spec.md §1.2) on the CPU: the fused forward and backward loops
 // and their registration. Checks and layout: coupling.cpp; the op bodies: coupling_ops.h; the
 // per-element math: coupling.h.
 #include <ATen/ATen.h>

@@ -1,4 +1,4 @@
-// The planar flow (SPEC §1.1): schemas and the device-agnostic preparation of the fused
+// The planar flow (docs/spec.md §1.1): schemas and the device-agnostic preparation of the fused
 // K-layer stack and its backward. The op bodies are planar_ops.h; the CPU kernels
 // planar_cpu.cpp, the CUDA glue planar_cuda.cpp (kernels in planar.cu), the per-element math
 // planar.h.
@@ -90,7 +90,7 @@ PlanarPrep planar_backward_prepare(const char* op, const std::optional<at::Tenso
 }  // namespace gmk
 
 TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
-  // SPEC §1.1: K planar layers z <- z + û_k tanh(w_k·z + b_k) in one pass; returns (z_K,
+  // docs/spec.md §1.1: K planar layers z <- z + û_k tanh(w_k·z + b_k) in one pass; returns (z_K,
   // logdet) with logdet = sum_k log|1 + (1 - tanh²(a_k)) û_k·w_k|, shape (B,). z (B, D);
   // u_hat, w (K, D) and b (K,) shared, or (B, K, D) and (B, K) per sample. float32/float64,
   // every tensor of z's dtype and device. û·w > -1 (invertibility) is the caller's contract

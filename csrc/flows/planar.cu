@@ -1,4 +1,4 @@
-// CUDA kernels of the planar flow (SPEC §1.1): the fused K-layer forward and its backward.
+// CUDA kernels of the planar flow (docs/spec.md §1.1): the fused K-layer forward and its backward.
 // Raw pointers and a cudaStream_t only; the torch side is planar_cuda.cpp. The per-row math
 // (tanh and 1 - tanh², log|1 + y|, the layer's backward scalars) is planar.h's, as on the CPU.
 //

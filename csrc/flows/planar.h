@@ -1,4 +1,4 @@
-// Math of the fused planar-flow stack (SPEC §1.1, Rezende & Mohamed 2015), host and device.
+// Math of the fused planar-flow stack (docs/spec.md §1.1, Rezende & Mohamed 2015), host and device.
 // No torch headers: planar.cu includes this with the plain CUDA toolkit.
 //
 // Layer k of a row z (D values):  a = w_k·z + b_k,  h = tanh(a),  z <- z + û_k h,

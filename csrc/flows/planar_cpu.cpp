@@ -1,4 +1,4 @@
-// The planar flow (SPEC §1.1) on the CPU: the kernels of the fused K-layer stack and its
+// The planar flow (docs/spec.md §1.1) on the CPU: the kernels of the fused K-layer stack and its
 // backward, and their registration. Checks and layout: planar.cpp; the op bodies: planar_ops.h.
 //
 // CPU layout. Rows are independent, so work is split over tiles of kTile rows

@@ -1,5 +1,5 @@
 // The random family: schemas and the device-agnostic preparation of the Philox fill ops
-// (SPEC §0). The bodies are random_ops.h; the CPU kernels random_cpu.cpp, the CUDA glue
+// (docs/spec.md §0). The bodies are random_ops.h; the CPU kernels random_cpu.cpp, the CUDA glue
 // random_cuda.cpp.
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -37,7 +37,7 @@ RandomPrep random_bernoulli_prepare(const char* op, const at::Tensor& p, int64_t
 
 TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
   // Fill ops write `out` in place; the Python wrappers in gmkernels/random.py allocate it.
-  // seed/offset carry the bits of uint64 values (SPEC §0); rows are dim 0 of out.
+  // seed/offset carry the bits of uint64 values (docs/spec.md §0); rows are dim 0 of out.
   m.def("random_uint32_(Tensor(a!) out, int seed, int offset, int sample_offset) -> ()");
   m.def("random_uniform_(Tensor(a!) out, int seed, int offset, int sample_offset) -> ()");
   m.def("random_normal_(Tensor(a!) out, int seed, int offset, int sample_offset) -> ()");

@@ -1,4 +1,4 @@
-// CUDA kernels of the random family (SPEC §0): fills of the Philox stream and Bernoulli draws.
+// CUDA kernels of the random family (docs/spec.md §0): fills of the Philox stream and Bernoulli draws.
 // Raw pointers and a cudaStream_t only; the torch side is random_cuda.cpp.
 //
 // One thread per Philox counter: thread t of the counter grid (gmk/cuda_kernel.cuh) computes

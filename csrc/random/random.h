@@ -1,4 +1,4 @@
-// The random family: fill ops over the Philox stream (SPEC §0). The per-counter math (Philox,
+// The random family: fill ops over the Philox stream (docs/spec.md §0). The per-counter math (Philox,
 // uniform, Box-Muller normals, Bernoulli, Rademacher) lives in gmk/philox.h; this header only
 // names the draws and declares the CUDA launchers. No torch headers.
 #pragma once

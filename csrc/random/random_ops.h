@@ -1,4 +1,4 @@
-// Torch-side bodies of the random family's ops (SPEC §0): prepare (random.cpp) -> allocate ->
+// Torch-side bodies of the random family's ops (docs/spec.md §0): prepare (random.cpp) -> allocate ->
 // the device's run, written once and instantiated by the CPU registration (random_cpu.cpp) and
 // the CUDA glue (random_cuda.cpp). Dev supplies `Guard`, `fill` and `bernoulli`.
 #pragma once
@@ -28,10 +28,10 @@ constexpr const char* random_op_name(Draw d) {
                                : "gmkernels.random.rademacher";
 }
 
-// out's dtype (int64 for kUint32, floating otherwise) and the SPEC §0 limits of the stream.
+// out's dtype (int64 for kUint32, floating otherwise) and the docs/spec.md §0 limits of the stream.
 RandomPrep random_fill_prepare(const char* op, Draw draw, const at::Tensor& out, int64_t seed,
                                int64_t offset, int64_t sample_offset);
-// p floating, and the SPEC §0 limits.
+// p floating, and the docs/spec.md §0 limits.
 RandomPrep random_bernoulli_prepare(const char* op, const at::Tensor& p, int64_t seed,
                                     int64_t offset, int64_t sample_offset);
 

@@ -1,5 +1,5 @@
 // The sde family: schemas and the device-agnostic preparation of the fused stochastic steps
-// (SPEC §3). The op bodies are sde_ops.h; the CPU kernels sde_cpu.cpp, the CUDA glue
+// (docs/spec.md §3). The op bodies are sde_ops.h; the CPU kernels sde_cpu.cpp, the CUDA glue
 // sde_cuda.cpp (kernels in sde.cu), the per-element math sde.h.
 //
 // euler_maruyama_step, reverse_sde_step, langevin_corrector_step and affine_noise_step follow
@@ -335,7 +335,7 @@ AffineBackwardPrep affine_noise_backward_prepare(
 }  // namespace gmk
 
 TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
-  // SPEC §3.1: out = clamp(x + a*grad + c*xi), xi = gmkernels.random.normal(x.shape, seed,
+  // docs/spec.md §3.1: out = clamp(x + a*grad + c*xi), xi = gmkernels.random.normal(x.shape, seed,
   // offset, sample_offset). a and c are floats, or per-row (B,) tensors that override them.
   m.def(
       "langevin_step(Tensor x, Tensor grad, Tensor? step_size_t, float step_size, "
@@ -352,7 +352,7 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
       "float? clamp_hi, bool need_step_grad, bool need_noise_grad) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
 
-  // Euler-Maruyama step of dx = drift dt + diffusion dw (SPEC §3.3):
+  // Euler-Maruyama step of dx = drift dt + diffusion dw (docs/spec.md §3.3):
   // out = x + drift*dt + diffusion*sqrt(|dt|)*xi, xi = gmkernels.random.normal(x.shape, seed,
   // offset, sample_offset). diffusion_t: a per-sample (B,) tensor or a tensor of x's shape
   // (None: the float `diffusion`). dt: finite, nonzero (negative integrates backward in time).
@@ -366,7 +366,7 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
       "euler_maruyama_step_backward(Tensor grad_out, Tensor? diffusion_t, float dt, int seed, "
       "int offset, int sample_offset, int[] x_shape, bool need_diffusion_grad) "
       "-> (Tensor, Tensor, Tensor)");
-  // One reverse-time step of a VE / VP / sub-VP SDE from t to t - dt (SPEC §3.3, Song et al.
+  // One reverse-time step of a VE / VP / sub-VP SDE from t to t - dt (docs/spec.md §3.3, Song et al.
   // 2021), f and g computed from (kind, p0, p1) and t inside the kernel. kind: 0 ve (p0, p1 =
   // sigma_min, sigma_max), 1 vp, 2 subvp (p0, p1 = beta_min, beta_max). predictor: 0
   // euler_maruyama, 1 reverse_diffusion. probability_flow: the ODE step (no noise). t_t: (B,)

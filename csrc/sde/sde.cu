@@ -1,4 +1,4 @@
-// CUDA kernels of the sde family (SPEC §3): the fused Langevin step and its backward, and the
+// CUDA kernels of the sde family (docs/spec.md §3): the fused Langevin step and its backward, and the
 // affine step behind the SDE steps (sde.h), its backward and the corrector's norms.
 // Raw pointers and a cudaStream_t only; the torch side is sde_cuda.cpp.
 //

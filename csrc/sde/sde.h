@@ -1,4 +1,4 @@
-// Per-element math of the stochastic-step family (SPEC §3), host and device.
+// Per-element math of the stochastic-step family (docs/spec.md §3), host and device.
 // No torch headers: sde.cu includes this with the plain CUDA toolkit.
 #pragma once
 
@@ -23,7 +23,7 @@ GMK_HD_INLINE T clamp_to(T y, const Clamp<T>& cl) {
   return cl.on ? (y < cl.lo ? cl.lo : (y > cl.hi ? cl.hi : y)) : y;
 }
 
-// SPEC §3.1: x + a*g + c*xi, then the optional clamp to [lo, hi].
+// docs/spec.md §3.1: x + a*g + c*xi, then the optional clamp to [lo, hi].
 template <typename T>
 GMK_HD_INLINE T langevin_update(T x, T g, T xi, T a, T c, const Clamp<T>& cl) {
   return clamp_to(x + a * g + c * xi, cl);
@@ -39,7 +39,7 @@ GMK_HD_INLINE T clamp_pass(T y, const Clamp<T>& cl) {
 
 // ---------------------------------------------------------------------------------------------
 // The SDE steps (euler_maruyama_step, reverse_sde_step, langevin_corrector_step,
-// affine_noise_step; SPEC §3.2-3.3) are all one per-element update,
+// affine_noise_step; docs/spec.md §3.2-3.3) are all one per-element update,
 //     out = cx*x - ce*e + cn*xi,
 // with per-row coefficients (cx, ce, cn) that each op derives from its own arguments:
 //   euler_maruyama_step:     e = drift,  cx = 1, ce = -dt, cn = diffusion * sqrt|dt|
@@ -86,7 +86,7 @@ struct RowCoefs {
   }
 };
 
-// The SDEs of SPEC §3.2: kind and predictor are the codes of gmk/enums.h (SdeKind,
+// The SDEs of docs/spec.md §3.2: kind and predictor are the codes of gmk/enums.h (SdeKind,
 // SdePredictor).
 
 template <typename acc_t>
@@ -102,7 +102,7 @@ GMK_HD_INLINE acc_t ve_sigma(acc_t smin, acc_t smax, acc_t t) {
   return smin * pow_t(smax / smin, t);
 }
 
-// f(x, t) = fc * x and g(t)^2 of the forward SDE (SPEC §3.2) at time t.
+// f(x, t) = fc * x and g(t)^2 of the forward SDE (docs/spec.md §3.2) at time t.
 template <typename acc_t>
 GMK_HD_INLINE void sde_f_g2(const SdeSpec<acc_t>& s, acc_t t, acc_t* fc, acc_t* g2) {
   if (s.kind == kSdeVE) {

@@ -1,5 +1,5 @@
 // The sde family on the CPU: the fused Langevin and affine-step loops over the Philox stream
-// (gmk/cpu_stream.h, SPEC §3) and their registration. Checks and layout: sde.cpp; the op bodies
+// (gmk/cpu_stream.h, docs/spec.md §3) and their registration. Checks and layout: sde.cpp; the op bodies
 // (prepare -> allocate -> run): sde_ops.h.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>

@@ -23,7 +23,7 @@ static int failures = 0;
   } while (0)
 
 static void test_known_answers() {
-  // Random123 kat_vectors, philox4x32_10 (also in SPEC §0).
+  // Random123 kat_vectors, philox4x32_10 (also in docs/spec.md §0).
   struct Kat {
     gmk::u32x4 ctr;
     uint32_t k0, k1;
@@ -41,7 +41,7 @@ static void test_known_answers() {
            "philox KAT: got %08x %08x %08x %08x want %08x %08x %08x %08x", o.x, o.y, o.z, o.w,
            k.out.x, k.out.y, k.out.z, k.out.w);
   }
-  // The stream maps (seed, offset, row, group) onto (key, counter) as SPEC §0 says.
+  // The stream maps (seed, offset, row, group) onto (key, counter) as docs/spec.md §0 says.
   const gmk::PhiloxStream s = gmk::make_stream(0x299f31d0a4093822ull, 0x0370734413198a2eull, 5);
   const gmk::u32x4 o = s.words(0x243f6a88u, 0x85a308d3u - 5u);
   EXPECT(o.x == 0xd16cfe09u && o.w == 0x24126ea1u, "stream mapping: got %08x .. %08x", o.x, o.w);

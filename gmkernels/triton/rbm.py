@@ -53,7 +53,7 @@ def _rbm_pass_kernel(pre_ptr, bias_ptr, base_ptr, beta_ptr, beta: tl.float64, sa
         base = tl.load(base_ptr + m, mask=cmask, other=0.0).to(CD)
         z = z + (1.0 - br) * base
     if not FP64:
-        z = tl.minimum(tl.maximum(z, -87.0), 87.0)  # rbm_expf's clamp (rbm.h)
+        z = tl.minimum(tl.maximum(z, -87.0), 87.0)  # the clamp of gmk::exp_fast_clamped (gmk/mathfn.h)
     p = 1.0 / (1.0 + tl.exp(-z))
     w0, w1, w2, w3 = stream_words(g, r, seed_lo, seed_hi, off_lo, off_hi, row0)
     u = interleave4(uniform_from_word(w0), uniform_from_word(w1), uniform_from_word(w2),

@@ -3,7 +3,7 @@
 // problem: TORCH_CHECK_TYPE (Python TypeError) for a wrong dtype, TORCH_CHECK_VALUE (Python
 // ValueError) for a wrong shape, device or value. These are the checks memory safety needs for
 // callers of torch.ops.gmkernels.* that skip the Python wrappers (which check user arguments
-// first): shapes, dtypes, devices and the SPEC §0 row limits.
+// first): shapes, dtypes, devices and the docs/spec.md §0 row limits.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -17,7 +17,7 @@
 
 namespace gmk {
 
-// SPEC §0 row view of a random tensor: dim 0 is the row (a 0-d tensor is one row).
+// docs/spec.md §0 row view of a random tensor: dim 0 is the row (a 0-d tensor is one row).
 struct RowView {
   int64_t rows;
   int64_t M;
@@ -31,7 +31,7 @@ inline RowView row_view(at::IntArrayRef sizes) {
   return {rows, rows == 0 ? 0 : numel / rows};
 }
 
-// Checks the SPEC §0 limits and builds the stream. seed and offset arrive as int64 holding the
+// Checks the docs/spec.md §0 limits and builds the stream. seed and offset arrive as int64 holding the
 // bits of a uint64 (the Python wrappers range-check them and convert).
 inline PhiloxStream checked_stream(const char* op, at::IntArrayRef sizes, int64_t seed,
                                    int64_t offset, int64_t sample_offset) {
@@ -40,7 +40,7 @@ inline PhiloxStream checked_stream(const char* op, at::IntArrayRef sizes, int64_
   TORCH_CHECK_VALUE(sample_offset < (int64_t{1} << 32), op, ": sample_offset must be < 2^32, got ",
                     sample_offset);
   TORCH_CHECK_VALUE(v.rows + sample_offset < (int64_t{1} << 32), op,
-                    ": rows + sample_offset must be < 2^32 (SPEC §0), got rows=", v.rows,
+                    ": rows + sample_offset must be < 2^32 (docs/spec.md §0), got rows=", v.rows,
                     " sample_offset=", sample_offset);
   TORCH_CHECK_VALUE(v.M < (int64_t{1} << 34), op,
               ": a row (numel / size(0)) must hold fewer than 2^34 elements, got ", v.M);

@@ -1,4 +1,4 @@
-// CPU driver for ops that consume the Philox stream element by element (SPEC §0).
+// CPU driver for ops that consume the Philox stream element by element (docs/spec.md §0).
 //
 // An op's random tensor is `rows` rows of `M` elements. The driver cuts it into tiles,
 // generates the tile's draws into a small L1-resident buffer with the counters laid across
@@ -12,7 +12,7 @@
 //    M = 1, so this path is what makes it fast).
 //
 // ISA: the tile loops are compiled for AVX-512, AVX2+FMA and baseline x86-64 and chosen by
-// cpuid at run time, so one wheel runs everywhere and still vectorizes (PERF_NOTES).
+// cpuid at run time, so one wheel runs everywhere and still vectorizes (docs/performance.md).
 #pragma once
 
 // GMK_NO_ATEN: a torch-free build (benchmarks/micro) that brings its own at::parallel_for.

@@ -1,5 +1,5 @@
 // Device-side helpers shared by the families' .cu kernels: storage <-> compute conversions,
-// 4-element vector access, the counter grid of SPEC §0, grid sizing and error reporting.
+// 4-element vector access, the counter grid of docs/spec.md §0, grid sizing and error reporting.
 // Included only by .cu files; no torch headers (ARCHITECTURE: kernels know nothing of torch).
 #pragma once
 
@@ -97,7 +97,7 @@ GMK_HD_INLINE acc_t quad_get(const Quad<acc_t>& q, int j) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The counter grid (SPEC §0): a rows x M stream has G = ceil(M / 4) counters per row, and
+// The counter grid (docs/spec.md §0): a rows x M stream has G = ceil(M / 4) counters per row, and
 // thread work item t in [0, rows * G) is counter (g = t % G, row r = t / G), covering the
 // elements r * M + 4g .. r * M + 4g + min(4, M - 4g) - 1. Adjacent threads take adjacent
 // counters of a row, so their 4-element chunks are adjacent in memory (coalesced).

@@ -8,7 +8,7 @@
 
 namespace gmk {
 
-// reverse_sde_step's `kind`: the SDE (SPEC §3.2). VE: (p0, p1) = (sigma_min, sigma_max);
+// reverse_sde_step's `kind`: the SDE (docs/spec.md §3.2). VE: (p0, p1) = (sigma_min, sigma_max);
 // VP and sub-VP: (p0, p1) = (beta_min, beta_max).
 enum SdeKind : int { kSdeVE = 0, kSdeVP = 1, kSdeSubVP = 2 };
 

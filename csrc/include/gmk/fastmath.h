@@ -1,7 +1,7 @@
 // Branch-free float32 log and sin/cos, for host and device.
 //
 // Why not libm: glibc's sinf/cosf are scalar calls that GCC does not vectorize, and they took
-// almost all the time of a fused Philox + Box-Muller loop (PERF_NOTES: 18 ms -> 4 ms for 2^22
+// almost all the time of a fused Philox + Box-Muller loop (docs/performance.md: 18 ms -> 4 ms for 2^22
 // normals once replaced). These are written with selects instead of branches so that a loop
 // over them vectorizes, and they run unchanged in CUDA so both backends compute the same
 // floats. Accuracy (checked against float64 in python_tests/test_random.py through the

@@ -1,4 +1,4 @@
-// Philox4x32-10 and the draws built on it (SPEC §0), for host and device alike.
+// Philox4x32-10 and the draws built on it (docs/spec.md §0), for host and device alike.
 //
 // Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC'11.
 // Every backend (this header on the CPU and in CUDA, the Triton kernels, the pure-PyTorch
@@ -6,7 +6,7 @@
 // (seed, offset, row, element); tests hold them to that word for word.
 //
 // The float transforms use the polynomial log and sin/cos of fastmath.h in float32 so that
-// the CPU loop vectorizes (libm's sinf/cosf do not; PERF_NOTES) and CPU and CUDA agree.
+// the CPU loop vectorizes (libm's sinf/cosf do not; docs/performance.md) and CPU and CUDA agree.
 // float64 uses the C library in double: it is not the fast path and it is exact to rounding.
 #pragma once
 
@@ -50,7 +50,7 @@ GMK_HD_INLINE u32x4 philox4x32_10(u32x4 c, uint32_t k0, uint32_t k1) {
   return c;
 }
 
-// Stream position of one op call (SPEC §0): key from the seed, counter words 2 and 3 from
+// Stream position of one op call (docs/spec.md §0): key from the seed, counter words 2 and 3 from
 // the offset. Row r, group g (elements 4g..4g+3 of the row) use counter (g, r + sample_offset,
 // off_lo, off_hi).
 struct PhiloxStream {
