@@ -145,6 +145,16 @@ def test_constructor_and_argument_checks(make, exc, match):
         make()
 
 
+def test_score_matching_loss_type_errors():
+    loss = score.denoising_score_matching_loss
+    with pytest.raises(TypeError, match="denoising_score_matching_loss: score_fn must return a "
+                                        "tensor, got float"):
+        loss(lambda x, t: 1.0, torch.zeros(4, 2), score.VPSDE(), seed=0)
+    with pytest.raises(TypeError, match="denoising_score_matching_loss: sigmas must be a "
+                                        "floating-point tensor, got torch.int64"):
+        loss(lambda x, s: x, torch.zeros(4, 2), torch.tensor([1, 2]), seed=0)
+
+
 # --------------------------------------------------------------------------------------------
 # samplers that need autograd
 
