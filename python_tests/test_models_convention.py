@@ -139,6 +139,11 @@ def test_planar_flow_messages_name_the_callers_arguments():
     (lambda: RBM(3, 2).log_likelihood(_bits(2, 3), method="magic"), ValueError,
      "RBM.log_likelihood: method must be one of"),
     (lambda: RealNVP(2, 2, 8).sample(-1), ValueError, "RealNVP.sample: n must be >= 0"),
+    (lambda: RBM(3, 2).sample(4, k=-1), ValueError, "RBM.sample: k must be >= 0, got -1"),
+    (lambda: BoltzmannMachine(3).sample(4, 1.5), TypeError,
+     "BoltzmannMachine.sample: n_sweeps must be an int, got float"),
+    (lambda: BoltzmannMachine(3).fit(_spins(4, 3), epochs=0), ValueError,
+     "BoltzmannMachine.fit: epochs must be >= 1, got 0"),
 ])
 def test_constructor_and_argument_checks(make, exc, match):
     with pytest.raises(exc, match=match):

@@ -107,6 +107,7 @@ class BoltzmannMachine(nn.Module):
         """
         op = "BoltzmannMachine.sample"
         n = _checks.integer(op, "n", n, 0)
+        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0)
         y = self._random_spins(n, generator) if init is None else self._check_data(op, "init", init)
         if init is not None and y.shape[0] != n:
             raise ValueError(f"{op}: init must have n = {n} rows, got {y.shape[0]}")

@@ -140,6 +140,8 @@ class RBM(nn.Module):
         """
         op = "RBM.sample"
         n = _checks.integer(op, "n", n, 0)
+        k = _checks.integer(op, "k", k, 0)
+        _checks.boolean(op, "return_probs", return_probs)
         seed = resolve_seed(seed, generator)
         if init is None:
             u = torch.rand(n, self.n_visible, generator=torch.Generator().manual_seed(seed % (1 << 63)))
