@@ -42,7 +42,7 @@ U64 = 1 << 64
 U32 = 1 << 32
 
 __all__ = ["tensor", "floating", "like", "same_dtype", "same_device", "values", "real",
-           "integer", "boolean", "choice", "per_sample", "clamp_pair", "shape", "fn_output",
+           "integer", "boolean", "choice", "per_sample", "clamp_pair", "shape", "fn_output", "features",
            "resolve_seed", "check_stream_args", "stream", "as_int64_bits", "rows_of"]
 
 
@@ -95,6 +95,17 @@ def like(op: str, ref_name: str, ref: torch.Tensor, name: str, t, *, shape=True)
         raise TypeError(f"{op}: {name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}")
     if t.device != ref.device:
         raise ValueError(f"{op}: {name} must be on {ref_name}'s device ({ref.device}), got {t.device}")
+
+
+def features(op: str, name: str, x, dim: int, ref_name: str, ref: torch.Tensor) -> None:
+    """x is a model's batch of rows: a (B, dim) tensor with the dtype and device of ``ref``
+    (the model's parameter called ``ref_name``)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a tensor, got {_tname(x)}")
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise ValueError(f"{op}: {name} must have shape (B, {dim}), got {tuple(x.shape)}")
+    same_dtype(op, name, x, ref_name, ref)
+    same_device(op, name, x, ref_name, ref)
 
 
 def values(op: str, name: str, t: torch.Tensor, expected: str, good) -> None:

@@ -1,6 +1,9 @@
 """Progress bars for the samplers and the training loops: tqdm when one is asked for, imported
 only then (``import gmkernels`` does not import tqdm), and a silent stand-in otherwise.
 
+One default for every long loop of gmkernels (the samplers of :mod:`gmkernels.score` and the
+``fit`` methods of the models): ``progress: bool = False``, quiet unless asked.
+
 >>> from gmkernels._progress import progress_bar
 >>> sum(progress_bar(range(4), enabled=False, desc="quiet"))
 6

@@ -378,10 +378,10 @@ S_ARGS = dict(seed=0)
     (lambda: sgld_sample(_energy3, _x0(), 2, -0.1, **S_ARGS), ValueError, "step_size must be finite and > 0"),
     (lambda: sgld_sample(_energy3, _x0(), 2, 0.1, noise_scale=-1.0, **S_ARGS), ValueError,
      "noise_scale must be finite and >= 0"),
-    (lambda: sgld_sample(lambda x: _energy3(x).detach(), _x0(), 2, 0.1, **S_ARGS), RuntimeError,
-     "energy_fn's output does not depend on x"),
-    (lambda: sgld_sample(lambda x: torch.zeros(6, requires_grad=True), _x0(), 2, 0.1, **S_ARGS), RuntimeError,
-     "energy_fn's output does not depend on x"),
+    (lambda: sgld_sample(lambda x: _energy3(x).detach(), _x0(), 2, 0.1, **S_ARGS), ValueError,
+     "energy_fn must return a tensor computed from x with autograd"),
+    (lambda: sgld_sample(lambda x: torch.zeros(6, requires_grad=True), _x0(), 2, 0.1, **S_ARGS), ValueError,
+     "energy_fn must return a tensor computed from x, got one that does not depend on x"),
     (lambda: sgld_sample(lambda x: 1.0, _x0(), 2, 0.1, **S_ARGS), TypeError, "energy_fn must return a tensor"),
 ])
 def test_bad_arguments(call, exc, match):

@@ -66,7 +66,7 @@ def test_amortized_matches_shared_when_rows_are_equal():
     (xa.sum() + lda.sum()).backward()
     assert params.grad is not None and torch.isfinite(params.grad).all()
     assert torch.allclose(amort.log_prob(xa.detach(), params.detach()), amort.base_log_prob(z) - lda.detach(), atol=1e-9)
-    with pytest.raises(ValueError, match="params must be"):
+    with pytest.raises(ValueError, match="params must have shape"):
         amort(z, params[:, :-1])
     with pytest.raises(ValueError, match="pass the per-sample params"):
         amort(z)

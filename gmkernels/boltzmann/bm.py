@@ -28,7 +28,11 @@ class BoltzmannMachine(nn.Module):
     symmetrized), and ``b`` (d,). Buffers: the persistent chains of :meth:`fit` and the
     stream position they have used, so a saved model resumes its chains.
 
+    Inputs: every y is (N, d) with the dtype and device of ``W`` and spins in {-1, +1}.
+
     >>> bm = gmkernels.boltzmann.BoltzmannMachine(8)
+    >>> bm
+    BoltzmannMachine(d=8, dtype=torch.float32)
     >>> data = torch.ones(64, 8); data[::2] = -1    # (N, 8) in {-1, +1}: two states
     >>> history = bm.fit(data, epochs=20, lr=0.05, n_chains=100, seed=0)
     >>> y = bm.sample(1000, n_sweeps=50, seed=0)
@@ -49,6 +53,9 @@ class BoltzmannMachine(nn.Module):
         # (seed, next offset) of the persistent chains' stream; -1: not started.
         self.register_buffer("stream", torch.tensor([-1, 0], dtype=torch.int64))
 
+    def extra_repr(self) -> str:
+        return f"d={self.d}, dtype={self.W.dtype}"
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The persistent chains' count is not fixed by the model: take the saved buffer's shape.
         saved = state_dict.get(prefix + "chains")
@@ -62,18 +69,22 @@ class BoltzmannMachine(nn.Module):
         self.W.copy_((self.W + self.W.T) / 2)
         self.W.fill_diagonal_(0)
 
-    def _check_data(self, y: torch.Tensor, name: str = "data") -> torch.Tensor:
-        op = "BoltzmannMachine"
-        _checks.tensor(op, name, y)
-        if y.dim() != 2 or y.shape[1] != self.d:
-            raise ValueError(f"{op}: {name} must be an (N, {self.d}) tensor, got {tuple(y.shape)}")
-        y = y.to(dtype=self.W.dtype, device=self.W.device)
+    def _check_data(self, op: str, name: str, y) -> torch.Tensor:
+        _checks.features(op, name, y, self.d, "W", self.W)
         _checks.values(op, name, y, "-1 or +1 (spins)", lambda v: (v == 1) | (v == -1))
         return y
 
     def energy(self, y: torch.Tensor) -> torch.Tensor:
-        """``E(y) = -½ yᵀWy - bᵀy`` per row of ``y`` (N, d)."""
-        return bm_energy(y.to(self.W.dtype), self.W, self.b)
+        """``E(y) = -½ yᵀWy - bᵀy`` per row of ``y`` (N, d) in {-1, +1}: (N,).
+
+        >>> bm = gmkernels.boltzmann.BoltzmannMachine(2)
+        >>> with torch.no_grad():
+        ...     _ = bm.W.copy_(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+        >>> bm.energy(torch.tensor([[1.0, 1.0], [1.0, -1.0]]))   # -W_12 y_1 y_2
+        tensor([-1.,  1.], grad_fn=<...>)
+        """
+        self._check_data("BoltzmannMachine.energy", "y", y)
+        return bm_energy(y, self.W, self.b)
 
     def _random_spins(self, n: int, generator) -> torch.Tensor:
         bits = torch.randint(0, 2, (n, self.d), generator=generator, dtype=torch.int64)
@@ -85,10 +96,21 @@ class BoltzmannMachine(nn.Module):
                order: str = "sequential", seed=None, offset: int = 0,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples: ``n`` chains started at ``init`` (n, d) (default: uniform random spins
-        from ``generator``) run for ``n_sweeps`` sweeps of :func:`gmkernels.bm_gibbs`."""
-        y = self._random_spins(n, generator) if init is None else self._check_data(init, "init")
+        from ``generator``) run for ``n_sweeps`` sweeps of :func:`gmkernels.bm_gibbs`.
+
+        >>> bm = gmkernels.boltzmann.BoltzmannMachine(3)
+        >>> with torch.no_grad():
+        ...     _ = bm.b.fill_(1.0)                            # independent spins, ⟨y_i⟩ = tanh(1)
+        >>> y = bm.sample(4000, n_sweeps=5, seed=0)
+        >>> bool(abs(float(y.mean()) - 0.7616) < 0.03)
+        True
+        """
+        op = "BoltzmannMachine.sample"
+        n = _checks.integer(op, "n", n, 0)
+        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0)
+        y = self._random_spins(n, generator) if init is None else self._check_data(op, "init", init)
         if init is not None and y.shape[0] != n:
-            raise ValueError(f"BoltzmannMachine.sample: init must have {n} rows, got {y.shape[0]}")
+            raise ValueError(f"{op}: init must have n = {n} rows, got {y.shape[0]}")
         return bm_gibbs(y, self.W.detach(), self.b.detach(), n_sweeps, beta=beta, order=order,
                         seed=resolve_seed(seed, generator), offset=offset)
 
@@ -96,13 +118,23 @@ class BoltzmannMachine(nn.Module):
     @torch.no_grad()
     def exact(self, beta: float = 1.0):
         """:func:`gmkernels.bm_exact` of this machine (d <= 20): log Z, probabilities of all
-        states, ⟨y⟩, ⟨y yᵀ⟩, ⟨E⟩."""
+        states, ⟨y⟩, ⟨y yᵀ⟩, ⟨E⟩.
+
+        >>> ex = gmkernels.boltzmann.BoltzmannMachine(3).exact()   # W = 0, b = 0: uniform
+        >>> round(float(ex.log_z), 6), round(float(ex.probs.sum()), 12)  # log 2^3; they sum to 1
+        (2.079442, 1.0)
+        """
         return bm_exact(self.W.detach(), self.b.detach(), beta)
 
     @torch.no_grad()
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
-        """Exact ``log P(y)`` per row (d <= 20)."""
-        y = self._check_data(y, "y")
+        """Exact ``log P(y)`` per row of y (N, d) in {-1, +1} (d <= 20), float64.
+
+        >>> bm = gmkernels.boltzmann.BoltzmannMachine(2)
+        >>> bm.log_prob(torch.tensor([[1.0, -1.0]]))              # uniform: log 1/4
+        tensor([-1.3863], dtype=torch.float64)
+        """
+        y = self._check_data("BoltzmannMachine.log_prob", "y", y)
         return -self.energy(y).double() - self.exact().log_z
 
     # ------------------------------------------------------------------ learning
@@ -125,15 +157,24 @@ class BoltzmannMachine(nn.Module):
         from ``generator`` on the first call when None) at consecutive offsets.
 
         Args:
-            data: (N, d) spins in {-1, +1}.
+            data: (N, d) spins in {-1, +1}, W's dtype.
+            progress: show a progress bar over the epochs (default False, as every loop
+                of gmkernels).
         Returns:
             per epoch, the max-abs moment mismatch ``max |⟨y_i y_j⟩_data - ⟨y_i y_j⟩_chains|``.
+
+        >>> bm = gmkernels.boltzmann.BoltzmannMachine(2)
+        >>> data = torch.tensor([[1.0, 1.0], [-1.0, -1.0]]).repeat(50, 1)   # aligned spins
+        >>> history = bm.fit(data, epochs=50, lr=0.1, n_chains=200, seed=0)
+        >>> bool(bm.W[0, 1] > 0.5), bm.chains.shape                # a positive coupling
+        (True, torch.Size([200, 2]))
         """
-        data = self._check_data(data)
+        op = "BoltzmannMachine.fit"
+        data = self._check_data(op, "data", data)
         N = data.shape[0]
         if N == 0:
-            raise ValueError("BoltzmannMachine.fit: data is empty")
-        op = "BoltzmannMachine.fit"
+            raise ValueError(f"{op}: data must have at least one row, got shape {tuple(data.shape)}")
+        _checks.boolean(op, "progress", progress)
         for name, v in (("epochs", epochs), ("n_chains", n_chains), ("n_sweeps", n_sweeps)):
             _checks.integer(op, name, v, 1)
         lr = _checks.real(op, "lr", lr, 0.0, lo_open=True)

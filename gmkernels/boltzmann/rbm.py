@@ -5,12 +5,14 @@ Training by contrastive divergence (CD-k, Hinton 2002) or persistent contrastive
 call. Likelihoods by exact enumeration (small models) or annealed importance sampling
 (Salakhutdinov & Murray 2008).
 
+>>> import math
 >>> from gmkernels.boltzmann import RBM
 >>> rbm = RBM(16, 8)
 >>> data = (torch.rand(256, 16) < 0.3).float()
->>> history = rbm.fit(data, epochs=2, lr=0.05, k=1, persistent=True, batch_size=64,
-...                   progress=False, seed=0)
+>>> history = rbm.fit(data, epochs=2, lr=0.05, k=1, persistent=True, batch_size=64, seed=0)
 >>> ll = rbm.log_likelihood(data, method="exact").mean()   # 2^8 hidden states
+>>> bool(ll > 16 * math.log(0.5))            # better than the uniform model already
+True
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import _checks
-from .._checks import resolve_seed
+from .._checks import U64, as_int64_bits, resolve_seed
 from .._progress import progress_bar
 from ..ops import rbm as _ops
 
@@ -29,15 +31,21 @@ __all__ = ["RBM"]
 class RBM(nn.Module):
     """Binary RBM, ``E(v, h) = -bᵀv - cᵀh - vᵀWh``, ``W`` of shape (n_visible, n_hidden).
 
-    Parameters ``W``, ``b`` (visible biases), ``c`` (hidden biases); buffer
-    ``base_visible_bias`` (the logits of the training data's marginals, set by :meth:`fit`,
-    used as the AIS base model). Persistent chains are kept between :meth:`fit` calls in
-    ``self.chains`` (not part of the state dict).
+    Parameters ``W``, ``b`` (visible biases), ``c`` (hidden biases). Buffers (all in the state
+    dict, so a saved model resumes where it stopped): ``base_visible_bias`` (the logits of the
+    training data's marginals, set by :meth:`fit`, used as the AIS base model), ``chains``
+    (the persistent chains of :meth:`fit`, (n_chains, n_visible); empty before the first PCD
+    fit) and ``stream`` (their Philox seed and next offset; seed -1 before the first fit).
+
+    Inputs: every v is (B, n_visible) with the dtype and device of ``W`` and values in [0, 1]
+    (binary data in {0, 1}; probabilities work where the method says so).
 
     Randomness: every sampling call takes ``seed`` (None: drawn from ``generator`` / torch's
     default generator, so ``torch.manual_seed`` reproduces a run).
 
     >>> rbm = gmkernels.boltzmann.RBM(6, 4, generator=torch.Generator().manual_seed(0))
+    >>> rbm
+    RBM(n_visible=6, n_hidden=4)
     >>> v = rbm.sample(32, k=10, seed=0)                  # (32, 6) samples in {0, 1}
     >>> v.shape, rbm.hidden_probs(v).shape
     (torch.Size([32, 6]), torch.Size([32, 4]))
@@ -49,14 +57,26 @@ class RBM(nn.Module):
     def __init__(self, n_visible: int, n_hidden: int, *, init_std: float = 0.01,
                  dtype: torch.dtype = torch.float32, device=None, generator=None):
         super().__init__()
-        if n_visible < 1 or n_hidden < 1:
-            raise ValueError(f"RBM: n_visible and n_hidden must be >= 1, got {n_visible}, {n_hidden}")
+        n_visible = _checks.integer("RBM", "n_visible", n_visible, 1)
+        n_hidden = _checks.integer("RBM", "n_hidden", n_hidden, 1)
+        init_std = _checks.real("RBM", "init_std", init_std, 0.0)
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"RBM: dtype must be float32 or float64, got {dtype}")
         W = torch.randn(n_visible, n_hidden, dtype=dtype, generator=generator) * init_std
         self.W = nn.Parameter(W.to(device))
         self.b = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
         self.c = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))
         self.register_buffer("base_visible_bias", torch.zeros(n_visible, dtype=dtype, device=device))
-        self.chains: torch.Tensor | None = None
+        self.register_buffer("chains", torch.empty(0, n_visible, dtype=dtype, device=device))
+        # (seed, next offset) of the persistent chains' stream; -1: not started.
+        self.register_buffer("stream", torch.tensor([-1, 0], dtype=torch.int64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The persistent chains' count is not fixed by the model: take the saved buffer's shape.
+        saved = state_dict.get(prefix + "chains")
+        if isinstance(saved, torch.Tensor) and saved.dim() == 2:
+            self.chains = torch.empty(saved.shape, dtype=self.W.dtype, device=self.W.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def n_visible(self) -> int:
@@ -69,13 +89,30 @@ class RBM(nn.Module):
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}"
 
+    def _check_v(self, op: str, name: str, v, binary: bool = False) -> None:
+        _checks.features(op, name, v, self.n_visible, "W", self.W)
+        if binary:
+            _checks.values(op, name, v, "0 or 1", lambda t: (t == 0) | (t == 1))
+        else:
+            _checks.values(op, name, v, "in [0, 1]", lambda t: (t >= 0) & (t <= 1))
+
     # ------------------------------------------------------------------ energies
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
-        """(B,) free energies ``F(v) = -bᵀv - Σ_j softplus(c_j + (vW)_j)`` (differentiable)."""
+        """(B,) free energies ``F(v) = -bᵀv - Σ_j softplus(c_j + (vW)_j)`` (differentiable);
+        v (B, n_visible) in [0, 1].
+
+        >>> rbm = gmkernels.boltzmann.RBM(3, 2)
+        >>> with torch.no_grad():
+        ...     _ = rbm.W.zero_()
+        >>> rbm.free_energy(torch.ones(1, 3))                 # -2 softplus(0) = -2 log 2
+        tensor([-1.3863], grad_fn=<...>)
+        """
+        self._check_v("RBM.free_energy", "v", v)
         return _ops.rbm_free_energy(v, self.W, self.b, self.c)
 
     def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
-        """p(h_j = 1 | v) = σ(c_j + (vW)_j) for each row of v (B, n_visible): (B, n_hidden).
+        """p(h_j = 1 | v) = σ(c_j + (vW)_j) for each row of v (B, n_visible), in [0, 1]:
+        (B, n_hidden).
 
         >>> rbm = gmkernels.boltzmann.RBM(3, 2)
         >>> with torch.no_grad():
@@ -83,27 +120,44 @@ class RBM(nn.Module):
         >>> rbm.hidden_probs(torch.ones(1, 3))                # σ(0) = 1/2
         tensor([[0.5000, 0.5000]], grad_fn=<SigmoidBackward0>)
         """
+        self._check_v("RBM.hidden_probs", "v", v)
         return torch.sigmoid(v @ self.W + self.c)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample(self, n: int, k: int = 1000, init: torch.Tensor | None = None, *, beta=1.0,
                seed=None, generator=None, return_probs: bool = False) -> torch.Tensor:
-        """``n`` visible samples after ``k`` block-Gibbs steps from ``init`` ((n, n_visible);
-        None: uniform random bits). Returns (n, n_visible) samples, or their last visible
-        probabilities when ``return_probs`` (smoother pictures)."""
+        """``n`` visible samples after ``k`` block-Gibbs steps from ``init`` ((n, n_visible) in
+        [0, 1]; None: uniform random bits). Returns (n, n_visible) samples, or their last
+        visible probabilities when ``return_probs`` (smoother pictures).
+
+        >>> rbm = gmkernels.boltzmann.RBM(4, 3)
+        >>> with torch.no_grad():
+        ...     _ = rbm.b.fill_(2.0)                           # p(v_i = 1) ≈ σ(2) = 0.88
+        >>> v = rbm.sample(4000, k=5, seed=0)
+        >>> bool(abs(float(v.mean()) - 0.881) < 0.02)
+        True
+        """
+        op = "RBM.sample"
+        n = _checks.integer(op, "n", n, 0)
+        k = _checks.integer(op, "k", k, 0)
+        _checks.boolean(op, "return_probs", return_probs)
         seed = resolve_seed(seed, generator)
         if init is None:
             u = torch.rand(n, self.n_visible, generator=torch.Generator().manual_seed(seed % (1 << 63)))
             init = (u < 0.5).to(self.W.dtype).to(self.W.device)
-        v, _, pv, _ = _ops.rbm_gibbs(init.to(self.W.dtype), self.W, self.b, self.c, k, beta=beta,
-                                     seed=seed, offset=1)
+        else:
+            self._check_v(op, "init", init)
+            if init.shape[0] != n:
+                raise ValueError(f"{op}: init must have n = {n} rows, got {init.shape[0]}")
+        v, _, pv, _ = _ops.rbm_gibbs(init, self.W, self.b, self.c, k, beta=beta, seed=seed,
+                                     offset=1)
         return pv if return_probs else v
 
     # ------------------------------------------------------------------ training
     def fit(self, data: torch.Tensor, *, epochs: int = 10, lr: float = 0.05, k: int = 1,
             persistent: bool = True, batch_size: int = 64, weight_decay: float = 0.0,
-            momentum: float = 0.5, n_chains: int | None = None, progress: bool = True,
+            momentum: float = 0.5, n_chains: int | None = None, progress: bool = False,
             seed=None, generator=None) -> list[float]:
         """Train by CD-k (``persistent=False``: chains start at the batch) or PCD-k (chains
         persist across updates and :meth:`fit` calls; ``n_chains`` of them, default
@@ -112,29 +166,56 @@ class RBM(nn.Module):
 
             ΔW ∝ <v σ(vW + c)ᵀ>_data - <v σ(vW + c)ᵀ>_model - weight_decay W,
 
-        with momentum. data: (N, n_visible) in {0, 1}. Returns the per-epoch mean squared
-        reconstruction error (a progress signal, not the objective)."""
+        with momentum.
+
+        The chains and their stream position are buffers (``chains``, ``stream``): a later
+        call, or a model reloaded from its state dict, continues them on fresh noise. ``seed``
+        (or, on the first call, one drawn from ``generator`` when None) restarts the stream.
+
+        Args:
+            data: (N, n_visible) in [0, 1] (binary data, or probabilities), W's dtype.
+            progress: show a progress bar over the epochs (default False, as every loop
+                of gmkernels).
+        Returns:
+            the per-epoch mean squared reconstruction error (a progress signal, not the
+            objective).
+
+        >>> rbm = gmkernels.boltzmann.RBM(6, 4, generator=torch.Generator().manual_seed(0))
+        >>> data = torch.tensor([[1., 1., 1., 0., 0., 0.], [0., 0., 0., 1., 1., 1.]]).repeat(64, 1)
+        >>> history = rbm.fit(data, epochs=30, lr=0.1, seed=0)
+        >>> history[-1] < history[0]                           # reconstructions improve
+        True
+        >>> rbm.chains.shape, int(rbm.stream[1])              # 64 chains, 2 offsets per update
+        (torch.Size([64, 6]), 120)
+        """
         op = "RBM.fit"
-        _checks.tensor(op, "data", data)
-        if data.dim() != 2 or data.shape[1] != self.n_visible:
-            raise ValueError(f"{op}: data must have shape (N, {self.n_visible}), got {tuple(data.shape)}")
+        self._check_v(op, "data", data)
         k = _checks.integer(op, "k", k, 1)
         batch_size = _checks.integer(op, "batch_size", batch_size, 1)
         epochs = _checks.integer(op, "epochs", epochs, 0)
-        W, b, c = self.W, self.b, self.c
-        data = data.to(device=W.device, dtype=W.dtype)
+        lr = _checks.real(op, "lr", lr, 0.0, lo_open=True)
+        weight_decay = _checks.real(op, "weight_decay", weight_decay, 0.0)
+        momentum = _checks.real(op, "momentum", momentum, 0.0, 1.0, hi_open=True)
+        _checks.boolean(op, "persistent", persistent)
+        _checks.boolean(op, "progress", progress)
         N = data.shape[0]
-        seed = resolve_seed(seed, generator)
-        perm_gen = torch.Generator().manual_seed(seed % (1 << 63))
+        if N == 0:
+            raise ValueError(f"{op}: data must have at least one row, got shape {tuple(data.shape)}")
+        nc = batch_size if n_chains is None else _checks.integer(op, "n_chains", n_chains, 1)
+        W, b, c = self.W, self.b, self.c
         with torch.no_grad():
+            if int(self.stream[0]) < 0 or seed is not None:
+                self.stream[0] = as_int64_bits(resolve_seed(seed, generator))
+                self.stream[1] = 0
+            seed = int(self.stream[0]) % U64
+            offset = int(self.stream[1])
+            # permutations and chain starts from (seed, offset): a resumed fit draws new ones
+            perm_gen = torch.Generator().manual_seed((seed + offset * 0x9E3779B97F4A7C15) % (1 << 63))
             self.base_visible_bias.copy_(_ops.base_rate_visible_bias(data).to(W.dtype))
-            if persistent:
-                nc = n_chains or batch_size
-                if self.chains is None or self.chains.shape != (nc, self.n_visible):
-                    idx = torch.randint(0, N, (nc,), generator=perm_gen)
-                    self.chains = data[idx.to(data.device)].clone()
+            if persistent and self.chains.shape != (nc, self.n_visible):
+                idx = torch.randint(0, N, (nc,), generator=perm_gen)
+                self.chains = data[idx.to(data.device)].clone()
         vel = [torch.zeros_like(p) for p in (W, b, c)]
-        offset = 0
         history = []
         for _ in progress_bar(range(epochs), progress, "RBM.fit", leave=True):
             perm = torch.randperm(N, generator=perm_gen).to(data.device)
@@ -146,6 +227,7 @@ class RBM(nn.Module):
                     start = self.chains if persistent else v
                     vk, _, pvk, _ = _ops.rbm_gibbs(start, W, b, c, k, seed=seed, offset=offset)
                     offset += 2 * k
+                    self.stream[1] = as_int64_bits(offset)
                     if persistent:
                         self.chains = vk
                     else:
@@ -168,31 +250,56 @@ class RBM(nn.Module):
     def log_partition(self, method: str = "ais", *, n_chains: int = 100, n_betas: int = 10000,
                       seed=None, generator=None) -> tuple[float, float]:
         """(log Z, its standard error): ``"exact"`` (enumeration, min layer <= 32; SE 0) or
-        ``"ais"`` (:func:`gmkernels.rbm_ais` from the base-rate model of the training data)."""
+        ``"ais"`` (:func:`gmkernels.rbm_ais` from the base-rate model of the training data).
+
+        >>> rbm = gmkernels.boltzmann.RBM(8, 4, init_std=0.5, generator=torch.Generator().manual_seed(0))
+        >>> exact, _ = rbm.log_partition("exact")
+        >>> ais, se = rbm.log_partition("ais", n_chains=100, n_betas=1000, seed=0)
+        >>> abs(ais - exact) < 3 * se + 0.02                    # AIS agrees within its error
+        True
+        """
+        _checks.choice("RBM.log_partition", "method", method, ("ais", "exact"))
         if method == "exact":
             return float(_ops.rbm_log_z_exact(self.W, self.b, self.c)), 0.0
-        if method == "ais":
-            lz, se = _ops.rbm_ais(self.W, self.b, self.c, n_chains=n_chains, n_betas=n_betas,
-                                  base_visible_bias=self.base_visible_bias, seed=seed,
-                                  generator=generator)
-            return float(lz), float(se)
-        _checks.choice("RBM.log_partition", "method", method, ("ais", "exact"))
+        lz, se = _ops.rbm_ais(self.W, self.b, self.c, n_chains=n_chains, n_betas=n_betas,
+                              base_visible_bias=self.base_visible_bias, seed=seed,
+                              generator=generator)
+        return float(lz), float(se)
 
     @torch.no_grad()
     def log_likelihood(self, v: torch.Tensor, method: str = "ais", **kwargs) -> torch.Tensor:
-        """(B,) log-likelihoods ``-F(v) - log Z`` (float64), log Z by ``method`` ("ais" or
-        "exact"; keyword arguments go to :meth:`log_partition`). The AIS standard error of log
-        Z, common to every row, is kept in ``self.last_log_z = (log_z, std_err)``."""
+        """(B,) log-likelihoods ``-F(v) - log Z`` (float64) of v (B, n_visible) in {0, 1},
+        log Z by ``method`` ("ais" or "exact"; keyword arguments go to :meth:`log_partition`).
+        The AIS standard error of log Z, common to every row, is kept in
+        ``self.last_log_z = (log_z, std_err)``.
+
+        >>> rbm = gmkernels.boltzmann.RBM(5, 3, init_std=1.0, generator=torch.Generator().manual_seed(0))
+        >>> states = torch.tensor([[(i >> j) & 1 for j in range(5)] for i in range(32)]).float()
+        >>> round(float(rbm.log_likelihood(states, method="exact").exp().sum()), 5)  # sums to 1
+        1.0
+        """
+        self._check_v("RBM.log_likelihood", "v", v)
+        _checks.choice("RBM.log_likelihood", "method", method, ("ais", "exact"))
         lz, se = self.log_partition(method, **kwargs)
         self.last_log_z = (lz, se)
-        return -self.free_energy(v.to(self.W.dtype)).double() - lz
+        return -self.free_energy(v).double() - lz
 
     @torch.no_grad()
     def pseudo_likelihood(self, v: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-        """(B,) exact pseudo-log-likelihoods ``Σ_i log p(v_i | v_-i)`` (Besag 1975), with
-        ``log p(v_i | v_-i) = -softplus(F(v) - F(v with unit i flipped))`` over every visible
-        unit (sklearn's BernoulliRBM flips one random unit and scales by n_visible)."""
-        v = v.to(self.W.dtype)
+        """(B,) exact pseudo-log-likelihoods ``Σ_i log p(v_i | v_-i)`` (Besag 1975) of binary
+        v (B, n_visible) in {0, 1}, with ``log p(v_i | v_-i) = -softplus(F(v) - F(v with unit
+        i flipped))`` over every visible unit (sklearn's BernoulliRBM flips one random unit and
+        scales by n_visible); ``chunk`` units at a time.
+
+        >>> rbm = gmkernels.boltzmann.RBM(4, 2)
+        >>> with torch.no_grad():
+        ...     _ = rbm.W.zero_()                              # independent fair units
+        >>> rbm.pseudo_likelihood(torch.ones(1, 4))           # 4 log(1/2)
+        tensor([-2.7726], dtype=torch.float64)
+        """
+        op = "RBM.pseudo_likelihood"
+        self._check_v(op, "v", v, binary=True)
+        chunk = _checks.integer(op, "chunk", chunk, 1)
         pre = v @ self.W + self.c                        # (B, nh)
         sp0 = _softplus(pre).sum(1)                      # (B,)
         out = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
@@ -207,15 +314,35 @@ class RBM(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        """Writes the state dict (W, b, c, base_visible_bias) with torch.save."""
+        """Writes the state dict (W, b, c, base_visible_bias, chains, stream) with torch.save.
+
+        >>> import os, tempfile
+        >>> rbm = gmkernels.boltzmann.RBM(6, 4)
+        >>> _ = rbm.fit((torch.rand(64, 6) < 0.5).float(), epochs=1, seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "rbm.pt")
+        >>> rbm.save(path)
+        >>> again = gmkernels.boltzmann.RBM.load(path)
+        >>> torch.equal(again.chains, rbm.chains), torch.equal(again.stream, rbm.stream)
+        (True, True)
+        """
         torch.save(self.state_dict(), path)
 
     @classmethod
     def load(cls, path, map_location=None) -> "RBM":
-        """An RBM from :meth:`save`'s file, read with ``weights_only=True`` (no pickled code)."""
+        """An RBM from :meth:`save`'s file, read with ``weights_only=True`` (no pickled code);
+        its persistent chains resume. (See :meth:`save` for an example.)
+
+        >>> rbm = gmkernels.boltzmann.RBM(3, 2)
+        >>> import io; buf = io.BytesIO(); rbm.save(buf); _ = buf.seek(0)
+        >>> gmkernels.boltzmann.RBM.load(buf)
+        RBM(n_visible=3, n_hidden=2)
+        """
         sd = torch.load(path, map_location=map_location, weights_only=True)
         nv, nh = sd["W"].shape
         m = cls(nv, nh, dtype=sd["W"].dtype, device=sd["W"].device)
+        # files written before the chains were buffers: start without chains
+        sd.setdefault("chains", m.chains)
+        sd.setdefault("stream", m.stream)
         m.load_state_dict(sd)
         return m
 

@@ -93,6 +93,14 @@ class BMExact(NamedTuple):
     mean_energy: torch.Tensor
     mean_abs_magnetization: torch.Tensor
 
+    def __repr__(self) -> str:
+        # a summary: the fields' tensors (probs has 2^D entries) are read as attributes
+        D = self.mean.shape[0]
+        return (f"BMExact(D={D}, log_z={float(self.log_z):.6g}, "
+                f"mean_energy={float(self.mean_energy):.6g}, "
+                f"mean_abs_magnetization={float(self.mean_abs_magnetization):.6g}, "
+                f"probs: ({self.probs.shape[0]},), mean: ({D},), second_moment: ({D}, {D}))")
+
 
 def states(D: int, start: int = 0, stop: int | None = None, device=None) -> torch.Tensor:
     """States ``start .. stop-1`` as a float64 ``(n, D)`` ±1 tensor (bit ``i`` of ``k`` set ⇔

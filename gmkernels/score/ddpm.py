@@ -63,14 +63,24 @@ class DDPMSchedule:
     @classmethod
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
                sigma: str = "beta") -> "DDPMSchedule":
-        """β_t linear from beta_start to beta_end (Ho et al. 2020, T = 1000)."""
+        """β_t linear from beta_start to beta_end (Ho et al. 2020, T = 1000).
+
+        >>> s = gmkernels.score.DDPMSchedule.linear(1000)
+        >>> float(s.betas[0]), float(s.betas[-1])
+        (0.0001, 0.02)
+        """
         T = cls._steps(T)
         return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), sigma)
 
     @classmethod
     def cosine(cls, T: int = 1000, s: float = 0.008, sigma: str = "beta") -> "DDPMSchedule":
         """ᾱ(t) = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2), β_t = 1 - ᾱ_t/ᾱ_{t-1} clipped
-        to 0.999 (Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", eq. 17)."""
+        to 0.999 (Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", eq. 17).
+
+        >>> s = gmkernels.score.DDPMSchedule.cosine(1000)
+        >>> bool(s.alphas_cumprod[-1] < 1e-3), float(s.betas.max())   # the clip at the end
+        (True, 0.999)
+        """
         T = cls._steps(T)
         u = torch.arange(T + 1, dtype=torch.float64) / T
         f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2

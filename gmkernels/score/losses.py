@@ -61,9 +61,10 @@ def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
     view = (B,) + (1,) * (x.dim() - 1)
     if isinstance(sde_or_sigmas, torch.Tensor):
         sig = sde_or_sigmas
-        if sig.dim() != 1 or sig.numel() == 0 or not sig.dtype.is_floating_point:
-            raise ValueError(f"{op}: sigmas must be a non-empty 1-D floating tensor, got shape "
-                             f"{tuple(sig.shape)} {sig.dtype}")
+        _checks.floating(op, "sigmas", sig)
+        if sig.dim() != 1 or sig.numel() == 0:
+            raise ValueError(f"{op}: sigmas must be a non-empty 1-D tensor, got shape "
+                             f"{tuple(sig.shape)}")
         _checks.values(op, "sigmas", sig, "finite and > 0", lambda v: torch.isfinite(v) & (v > 0))
         idx = torch.clamp((u * sig.numel()).long(), max=sig.numel() - 1)
         cond = sig.to(device=x.device, dtype=x.dtype)[idx.to(sig.device) if sig.device != x.device else idx]
@@ -77,9 +78,7 @@ def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
         std = std.reshape(view) if std.dim() else std
         xt = mean + std * z
     s = score_fn(xt, cond)
-    if not isinstance(s, torch.Tensor) or s.shape != x.shape:
-        raise ValueError(f"{op}: score_fn must return a tensor of x's shape {tuple(x.shape)}, got "
-                         f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
+    _checks.fn_output(op, "score_fn", s, x)
     if weighting == "sigma2":
         r = s * std + z                       # σ² ||s + z/σ||² = ||σ s + z||²
     else:

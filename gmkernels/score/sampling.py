@@ -70,7 +70,8 @@ def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, 
         eps: the final time, in (0, 1).
         seed, generator: the Philox seed (None draws one from ``generator``).
         device, dtype: of the samples.
-        progress: a tqdm progress bar.
+        progress: show a progress bar over the steps (default False, as every loop of
+            gmkernels).
         return_trajectory: also return the states after the prior draw and after each step,
             (N + 1, *shape).
 
@@ -79,6 +80,8 @@ def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, 
 
     >>> sde = gmkernels.score.VPSDE()
     >>> x = gmkernels.score.sample(lambda x, t: -x, sde, (4096, 2), n_steps=500, seed=0)
+    >>> bool((x.mean(0).abs() < 0.1).all()), bool(((x.var(0) - 1).abs() < 0.1).all())  # N(0, I)
+    (True, True)
     """
     op = "gmkernels.score.sample"
     _, p0, p1 = sde_params(op, sde)
@@ -170,7 +173,8 @@ def ddpm_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sc
         seed, generator: the Philox seed; the prior draw uses offset 0, the step from t
             offset T - t.
         device, dtype: of the samples.
-        progress: a tqdm progress bar.
+        progress: show a progress bar over the steps (default False, as every loop of
+            gmkernels).
         return_trajectory: also return all T + 1 states, (T + 1, *shape).
 
     >>> sched = gmkernels.score.DDPMSchedule.linear(1000)

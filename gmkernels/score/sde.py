@@ -48,11 +48,24 @@ class _SDE:
     T: float = 1.0
 
     def marginal_prob(self, x0: torch.Tensor, t):
-        """(mean, std) of the perturbation kernel p_t(x | x0); t a float or (B,) tensor."""
+        """(mean, std) of the perturbation kernel p_t(x | x0); t a float or (B,) tensor (std
+        then broadcasts against x0's rows).
+
+        >>> sde = gmkernels.score.VPSDE()
+        >>> x0 = torch.ones(4, 2)
+        >>> mean, std = sde.marginal_prob(x0, 0.3)
+        >>> bool(torch.allclose(std ** 2 + (mean / x0) ** 2, torch.ones(4, 2)))  # variance preserved
+        True
+        """
         raise NotImplementedError
 
     def sde(self, x: torch.Tensor, t):
-        """(f(x, t), g(t)) with g broadcast against x's rows."""
+        """(f(x, t), g(t)) with g broadcast against x's rows.
+
+        >>> f, g = gmkernels.score.VESDE(0.01, 50.0).sde(torch.zeros(3, 2), 0.5)
+        >>> bool((f == 0).all()), round(float(g), 4)   # σ(0.5) sqrt(2 ln(σ_max/σ_min))
+        (True, 2.9184)
+        """
         raise NotImplementedError
 
     def prior_std(self) -> float:
@@ -61,7 +74,12 @@ class _SDE:
 
     def prior_sampling(self, shape, *, seed=None, offset: int = 0, generator=None, device=None,
                        dtype=torch.float32) -> torch.Tensor:
-        """A draw from the prior p_T: ``prior_std * gmkernels.random.normal(shape, seed, offset)``."""
+        """A draw from the prior p_T: ``prior_std * gmkernels.random.normal(shape, seed, offset)``.
+
+        >>> x = gmkernels.score.VESDE(0.01, 50.0).prior_sampling((20000, 2), seed=0)
+        >>> bool(abs(float(x.std()) - 50.0) < 1.0)              # N(0, σ_max² I)
+        True
+        """
         seed = resolve_seed(seed, generator)
         z = _random.normal(shape, seed, offset, dtype=dtype, device=device)
         return z * self.prior_std() if self.prior_std() != 1.0 else z
@@ -69,7 +87,15 @@ class _SDE:
     def perturb(self, x0: torch.Tensor, t, *, seed=None, offset: int = 0, sample_offset: int = 0,
                 generator=None):
         """(x_t, z): x_t = mean + std * z from the perturbation kernel, z the standard normal
-        noise used (``gmkernels.random.normal(x0.shape, seed, offset, sample_offset)``)."""
+        noise used (``gmkernels.random.normal(x0.shape, seed, offset, sample_offset)``).
+
+        >>> sde = gmkernels.score.VPSDE()
+        >>> x0 = torch.randn(8, 2)
+        >>> x_t, z = sde.perturb(x0, 0.3, seed=0)
+        >>> mean, std = sde.marginal_prob(x0, 0.3)
+        >>> bool(torch.allclose(x_t, mean + std * z))
+        True
+        """
         seed = resolve_seed(seed, generator)
         z = _random.normal(x0.shape, seed, offset, sample_offset, dtype=x0.dtype, device=x0.device)
         mean, std = self.marginal_prob(x0, t)
@@ -111,7 +137,11 @@ class VESDE(_SDE):
         return x0, self.sigma(_time(t, x0))
 
     def prior_std(self):
-        """σ_max: the prior is N(0, σ_max² I)."""
+        """σ_max: the prior is N(0, σ_max² I).
+
+        >>> gmkernels.score.VESDE(0.01, 50.0).prior_std()
+        50.0
+        """
         return self.sigma_max
 
     def __repr__(self):
@@ -143,7 +173,11 @@ class VPSDE(_SDE):
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def int_beta(self, t):
-        """∫_0^t β(u) du."""
+        """∫_0^t β(u) du = β_min t + t² (β_max - β_min) / 2.
+
+        >>> round(gmkernels.score.VPSDE(0.1, 20.0).int_beta(1.0), 6)   # 0.1 + 19.9 / 2
+        10.05
+        """
         return self.beta_min * t + 0.5 * t * t * (self.beta_max - self.beta_min)
 
     def sde(self, x, t):
@@ -156,7 +190,11 @@ class VPSDE(_SDE):
         return torch.exp(-0.5 * ib) * x0, torch.sqrt(-torch.expm1(-ib))
 
     def prior_std(self):
-        """1: the prior is N(0, I)."""
+        """1: the prior is N(0, I).
+
+        >>> gmkernels.score.VPSDE().prior_std()
+        1.0
+        """
         return 1.0
 
     def __repr__(self):
