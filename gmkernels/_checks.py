@@ -97,19 +97,28 @@ def like(op: str, ref_name: str, ref: torch.Tensor, name: str, t, *, shape=True)
         raise ValueError(f"{op}: {name} must be on {ref_name}'s device ({ref.device}), got {t.device}")
 
 
-def values(op: str, name: str, t: torch.Tensor, expected: str, good) -> None:
-    """The one place that reads tensor values: raises unless ``good(t)`` (a bool tensor, of
-    t's shape or 0-d) holds everywhere. Skipped under torch.compile tracing and for tensors
-    that are not on the CPU (see the module docstring)."""
+def values(op: str, name: str, t: torch.Tensor, expected: str, good, got=None) -> None:
+    """The one place that reads tensor values: raises ``ValueError`` unless ``good(t)`` (a bool
+    tensor, of t's shape or 0-d) holds everywhere. Skipped under torch.compile tracing and for
+    tensors that are not on the CPU (see the module docstring). The message shows the first
+    bad values (for an element-wise ``good``), or ``got(t)`` when given.
+
+    >>> _checks.values("op", "p", torch.tensor([0.5, 2.0]), "in [0, 1]", lambda v: (v >= 0) & (v <= 1))
+    Traceback (most recent call last):
+        ...
+    ValueError: op: every p must be in [0, 1], got [2.0] among its values
+    """
     if t.device.type != "cpu" or torch.compiler.is_compiling() or t.numel() == 0:
         return
     ok = good(t)
     if bool(ok.all()):
         return
+    if got is not None:
+        raise ValueError(f"{op}: {name} must be {expected}, got {got(t)}")
     if ok.shape == t.shape:
         raise ValueError(f"{op}: every {name} must be {expected}, got {t[~ok][:8].tolist()} "
                          "among its values")
-    raise ValueError(f"{op}: {name} must be {expected}")
+    raise ValueError(f"{op}: {name} must be {expected}, got a {name} that is not")
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,12 +41,15 @@ def check_couplings(op: str, W: torch.Tensor, b: torch.Tensor, D: int | None = N
     _checks.like(op, "W", W, "b", b, shape=False)
     if not values or D == 0:
         return
-    _checks.values(op, "W", W, "finite", torch.isfinite)
+    _checks.values(op, "W", W, "finite", torch.isfinite,
+                   got=lambda w: f"{w[~torch.isfinite(w)][:8].tolist()} among its values")
     _checks.values(op, "W", W, "symmetric (W == W.T exactly; symmetrize with (W + W.T) / 2)",
-                   lambda w: w == w.T)
-    _checks.values(op, "diagonal entry of W", W.diagonal(), "0 (W must have a zero diagonal)",
-                   lambda d: d == 0)
-    _checks.values(op, "b", b, "finite", torch.isfinite)
+                   lambda w: w == w.T,
+                   got=lambda w: f"max |W - W.T| = {float((w - w.T).abs().max()):g}")
+    _checks.values(op, "W", W.diagonal(), "symmetric with a zero diagonal", lambda d: d == 0,
+                   got=lambda d: f"the diagonal {d[:8].tolist()}")
+    _checks.values(op, "b", b, "finite", torch.isfinite,
+                   got=lambda v: f"{v[~torch.isfinite(v)][:8].tolist()} among its values")
 
 
 def _check_spins(op: str, y: torch.Tensor, values: bool) -> None:
@@ -113,11 +116,13 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
     op = "gmkernels.bm_gibbs"
     _checks.tensor(op, "y", y)
     backend = _backend.choose_backend("bm_gibbs", y.device)
-    # The native op checks the values itself (a second pass here would double their cost).
-    values = backend != "native"
-    _check_spins(op, y, values)
+    # The values are read here for every backend, so that each mistake raises the same
+    # ValueError and message whichever backend runs. The native op reads them again for
+    # callers of torch.ops.gmkernels.bm_gibbs: two O(B D + D^2) passes on the CPU, against the
+    # O(n_sweeps B D) sweeps they guard (on CUDA, _checks.values leaves the read to the kernel).
+    _check_spins(op, y, True)
     B, D = y.shape
-    check_couplings(op, W, b, D, values)
+    check_couplings(op, W, b, D, True)
     _checks.like(op, "y", y, "W", W, shape=False)
     n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0)
     _checks.choice(op, "order", order, ORDERS)
