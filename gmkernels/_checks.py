@@ -103,7 +103,8 @@ def values(op: str, name: str, t: torch.Tensor, expected: str, good, got=None) -
     tensors that are not on the CPU (see the module docstring). The message shows the first
     bad values (for an element-wise ``good``), or ``got(t)`` when given.
 
-    >>> _checks.values("op", "p", torch.tensor([0.5, 2.0]), "in [0, 1]", lambda v: (v >= 0) & (v <= 1))
+    >>> gmkernels._checks.values("op", "p", torch.tensor([0.5, 2.0]), "in [0, 1]",
+    ...                          lambda v: (v >= 0) & (v <= 1))
     Traceback (most recent call last):
         ...
     ValueError: op: every p must be in [0, 1], got [2.0] among its values
@@ -118,7 +119,9 @@ def values(op: str, name: str, t: torch.Tensor, expected: str, good, got=None) -
     if ok.shape == t.shape:
         raise ValueError(f"{op}: every {name} must be {expected}, got {t[~ok][:8].tolist()} "
                          "among its values")
-    raise ValueError(f"{op}: {name} must be {expected}, got a {name} that is not")
+    flat = t.detach().flatten()
+    head = f"{flat[:8].tolist()}"[:-1] + (", ...]" if flat.numel() > 8 else "]")
+    raise ValueError(f"{op}: {name} must be {expected}, got {head}")
 
 
 # --------------------------------------------------------------------------------------------

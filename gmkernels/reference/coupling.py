@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["affine_coupling"]
+
 SCALES = ("exp", "sigmoid")
 SIGMOID_EPS = 1e-3
 

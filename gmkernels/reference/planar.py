@@ -7,6 +7,9 @@ from __future__ import annotations
 import torch
 
 
+__all__ = ["planar_flow", "planar_u_hat"]
+
+
 def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
     """``(z_K, logdet)`` of K planar layers ``z <- z + û_k tanh(w_k·z + b_k)``.
 

@@ -13,6 +13,9 @@ import math
 
 import torch
 
+__all__ = ["philox4x32_10", "row_view", "uint32", "uniform", "normal", "bernoulli",
+           "rademacher"]
+
 MASK32 = 0xFFFFFFFF
 PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85

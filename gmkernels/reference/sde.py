@@ -10,6 +10,10 @@ import torch
 from .random import compute_dtype, normal
 
 
+__all__ = ["langevin_step", "euler_maruyama_step", "reverse_sde_step", "langevin_corrector_step",
+           "affine_noise_step"]
+
+
 def per_sample(v, x: torch.Tensor, dtype) -> torch.Tensor | float:
     """A float, or a (B,) tensor viewed as (B, 1, ..., 1) to broadcast over x's other dims."""
     if isinstance(v, torch.Tensor):
