@@ -96,7 +96,11 @@ _warn_missing_extension()
 
 
 def extension_available() -> bool:
-    """True when ``gmkernels._C`` loaded, i.e. the native CPU kernels are registered."""
+    """True when ``gmkernels._C`` loaded, i.e. the native CPU kernels are registered.
+
+    >>> gmkernels.extension_available() == (gmkernels.build_info()["extension_error"] is None)
+    True
+    """
     return _C is not None
 
 
@@ -179,7 +183,14 @@ def build_info() -> dict:
     """What this installation has: a dict with at least ``torch`` (the version the extension
     was built against), ``cuda`` (CUDA kernels built), ``cuda_archs``, ``openmp``, ``triton``
     (importable), ``extension`` (``_C`` loaded) and ``cpu_isa`` (the SIMD path the CPU kernels
-    chose at run time)."""
+    chose at run time).
+
+    >>> info = gmkernels.build_info()
+    >>> info["extension"] == gmkernels.extension_available()
+    True
+    >>> info["torch_runtime"] == torch.__version__
+    True
+    """
     info = {"torch": None, "cuda": False, "cuda_archs": "", "openmp": False, "cpu_isa": None}
     if _C is not None:
         info.update(_C.build_info())

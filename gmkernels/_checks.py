@@ -308,7 +308,15 @@ def _stream_int(name: str, value, hi: int, op: str) -> int:
 
 
 def check_stream_args(op: str, seed, offset, sample_offset, rows: int | None = None):
-    """Validates (seed, offset, sample_offset) against docs/spec.md §0 and returns them as ints."""
+    """Validates (seed, offset, sample_offset) against docs/spec.md §0 and returns them as ints.
+
+    >>> gmkernels.random.check_stream_args("my_sampler", 3, 2 ** 40, 0)
+    (3, 1099511627776, 0)
+    >>> gmkernels.random.check_stream_args("my_sampler", -1, 0, 0)
+    Traceback (most recent call last):
+        ...
+    ValueError: my_sampler: seed must be in [0, 2^64), got -1
+    """
     seed = _stream_int("seed", seed, U64, op)
     offset = _stream_int("offset", offset, U64, op)
     sample_offset = _stream_int("sample_offset", sample_offset, U32, op)

@@ -112,6 +112,10 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
     >>> D = 16; A = torch.randn(D, D) / D ** 0.5; W = (A + A.T) / 2; _ = W.fill_diagonal_(0)
     >>> y0 = torch.ones(128, D)
     >>> y = gmkernels.bm_gibbs(y0, W, torch.zeros(D), 100, beta=0.5, seed=0)
+    >>> part = gmkernels.bm_gibbs(y0[32:], W, torch.zeros(D), 100, beta=0.5, seed=0,
+    ...                           sample_offset=32)
+    >>> torch.equal(y[32:], part), bool((y.abs() == 1).all())    # a shard: the same chains
+    (True, True)
     """
     op = "gmkernels.bm_gibbs"
     _checks.tensor(op, "y", y)
