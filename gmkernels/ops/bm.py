@@ -52,13 +52,12 @@ def check_couplings(op: str, W: torch.Tensor, b: torch.Tensor, D: int | None = N
                    got=lambda v: f"{v[~torch.isfinite(v)][:8].tolist()} among its values")
 
 
-def _check_spins(op: str, y: torch.Tensor, values: bool) -> None:
+def _check_spins(op: str, y: torch.Tensor) -> None:
     if y.dim() != 2:
         raise ValueError(f"{op}: y must be a (B, D) tensor of spins, got shape {tuple(y.shape)}")
     _checks.floating(op, "y", y, (torch.float32, torch.float64))
-    if values:
-        _checks.values(op, "y", y, "-1 or +1 (y must hold spins in {-1, +1} only)",
-                       lambda v: (v == 1) | (v == -1))
+    _checks.values(op, "y", y, "-1 or +1 (y must hold spins in {-1, +1} only)",
+                   lambda v: (v == 1) | (v == -1))
 
 
 def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *, beta=1.0,
@@ -124,9 +123,9 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
     # ValueError and message whichever backend runs. The native op reads them again for
     # callers of torch.ops.gmkernels.bm_gibbs: two O(B D + D^2) passes on the CPU, against the
     # O(n_sweeps B D) sweeps they guard (on CUDA, _checks.values leaves the read to the kernel).
-    _check_spins(op, y, True)
+    _check_spins(op, y)
     B, D = y.shape
-    check_couplings(op, W, b, D, True)
+    check_couplings(op, W, b, D)
     _checks.like(op, "y", y, "W", W, shape=False)
     n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0)
     _checks.choice(op, "order", order, ORDERS)
