@@ -7,7 +7,10 @@ so every backend draws the same numbers for the same seed.
 
 >>> import torch, gmkernels
 >>> x = torch.randn(1024, 2)
->>> x = gmkernels.langevin_step(x, -x, 0.01, 0.01 ** 0.5 * 2 ** 0.5, seed=0, offset=0)
+>>> a = gmkernels.langevin_step(x, -x, 0.01, (2 * 0.01) ** 0.5, seed=0, offset=0)
+>>> b = gmkernels.langevin_step(x, -x, 0.01, (2 * 0.01) ** 0.5, seed=0, offset=0)
+>>> a.shape, torch.equal(a, b)              # the same seed gives the same step
+(torch.Size([1024, 2]), True)
 """
 
 from . import _backend

@@ -14,8 +14,11 @@ environment variable ``GMK_BACKEND`` override the choice; an override that canno
 from __future__ import annotations
 
 import contextlib
+import glob
+import importlib.machinery
 import importlib.util
 import os
+import re
 import threading
 import warnings
 
@@ -23,13 +26,56 @@ import torch
 
 BACKENDS = ("native", "triton", "reference")
 
+_BUILD_FIX = ("run `bash tools/test.sh` in the source tree (it builds .venv and the extension "
+              "into it) or `pip install --no-build-isolation -e .` with the torch you run")
+
+# A torch version as setup.py bakes it into the module (GMK_TORCH_VERSION, a NUL-terminated
+# string literal), e.g. "2.13.0+cpu" or "2.14.0.dev20260101+cu130".
+_VERSION_LITERAL = re.compile(
+    rb"\x00(\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?(?:\.dev\d+)?(?:\+[0-9A-Za-z.]+)?)\x00")
+
+
+def _built_against(path: str) -> str | None:
+    """The torch version a built ``_C`` records, read from the file without loading it: the one
+    version-shaped string literal in the binary, or None when there is not exactly one."""
+    try:
+        with open(path, "rb") as f:
+            found = set(_VERSION_LITERAL.findall(f.read()))
+    except OSError:
+        return None
+    return found.pop().decode() if len(found) == 1 else None
+
+
+def _load_failure(error: BaseException, pkg_dir: str) -> str:
+    """Why ``from . import _C`` failed, in words a user can act on: no build in ``pkg_dir``, a
+    build for another Python, or a build that does not load (often another torch)."""
+    built = sorted(glob.glob(os.path.join(pkg_dir, "_C.*")))
+    built = [p for p in built if p.endswith((".so", ".pyd", ".dylib"))]
+    loader = f"{type(error).__name__}: {error}"
+    if not built:
+        return (f"the compiled extension was not built in {pkg_dir} (no _C*.so there); "
+                f"{_BUILD_FIX}")
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    loadable = [p for p in built if os.path.basename(p) in {"_C" + s for s in suffixes}]
+    if not loadable:
+        names = ", ".join(os.path.basename(p) for p in built)
+        return (f"the compiled extension in {pkg_dir} ({names}) was built for another Python "
+                f"(this one loads _C with a suffix in {suffixes}); {_BUILD_FIX}")
+    version = _built_against(loadable[0])
+    against = (f"it was built against torch {version}" if version is not None
+               else "the torch it was built against is unknown")
+    return (f"the compiled extension {loadable[0]} exists but failed to load ({against}, this "
+            f"process runs torch {torch.__version__}; a torch or ABI mismatch is the usual "
+            f"cause); the loader said: {loader}; rebuild it: {_BUILD_FIX}")
+
+
 _C = None
 _C_ERROR: str | None = None
 try:
     from . import _C  # noqa: F811  (loading it registers torch.ops.gmkernels.*)
 except Exception as e:  # a checkout that was never built, or an ABI mismatch
     _C = None
-    _C_ERROR = f"{type(e).__name__}: {e}"
+    _C_ERROR = _load_failure(e, os.path.dirname(os.path.abspath(__file__)))
 
 _warned = False
 
@@ -39,9 +85,8 @@ def _warn_missing_extension() -> None:
     if _C is None and not _warned:
         _warned = True
         warnings.warn(
-            "gmkernels: the compiled extension gmkernels._C could not be loaded "
-            f"({_C_ERROR}); ops run on the plain-PyTorch reference. To build it: "
-            "`pip install --no-build-isolation -e .` in the source tree (with the torch you run).",
+            f"gmkernels: the compiled extension gmkernels._C did not load, so every op runs on "
+            f"the plain-PyTorch reference: {_C_ERROR}",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -51,7 +96,11 @@ _warn_missing_extension()
 
 
 def extension_available() -> bool:
-    """True when ``gmkernels._C`` loaded, i.e. the native CPU kernels are registered."""
+    """True when ``gmkernels._C`` loaded, i.e. the native CPU kernels are registered.
+
+    >>> gmkernels.extension_available() == (gmkernels.build_info()["extension_error"] is None)
+    True
+    """
     return _C is not None
 
 
@@ -96,7 +145,7 @@ def _why_not_native(op: str, dev: str) -> str | None:
     if native_has(op, dev):
         return None
     if _C is None:
-        return f"the extension did not load ({_C_ERROR})"
+        return f"the extension did not load: {_C_ERROR}"
     if not op_exists(op):
         return (f"the loaded extension has no gmkernels::{op} (it is older than the source; "
                 "rebuild it: pip install --no-build-isolation -e .)")
@@ -134,7 +183,14 @@ def build_info() -> dict:
     """What this installation has: a dict with at least ``torch`` (the version the extension
     was built against), ``cuda`` (CUDA kernels built), ``cuda_archs``, ``openmp``, ``triton``
     (importable), ``extension`` (``_C`` loaded) and ``cpu_isa`` (the SIMD path the CPU kernels
-    chose at run time)."""
+    chose at run time).
+
+    >>> info = gmkernels.build_info()
+    >>> info["extension"] == gmkernels.extension_available()
+    True
+    >>> info["torch_runtime"] == torch.__version__
+    True
+    """
     info = {"torch": None, "cuda": False, "cuda_archs": "", "openmp": False, "cpu_isa": None}
     if _C is not None:
         info.update(_C.build_info())

@@ -108,19 +108,31 @@ def features(op: str, name: str, x, dim: int, ref_name: str, ref: torch.Tensor) 
     same_device(op, name, x, ref_name, ref)
 
 
-def values(op: str, name: str, t: torch.Tensor, expected: str, good) -> None:
-    """The one place that reads tensor values: raises unless ``good(t)`` (a bool tensor, of
-    t's shape or 0-d) holds everywhere. Skipped under torch.compile tracing and for tensors
-    that are not on the CPU (see the module docstring)."""
+def values(op: str, name: str, t: torch.Tensor, expected: str, good, got=None) -> None:
+    """The one place that reads tensor values: raises ``ValueError`` unless ``good(t)`` (a bool
+    tensor, of t's shape or 0-d) holds everywhere. Skipped under torch.compile tracing and for
+    tensors that are not on the CPU (see the module docstring). The message shows the first
+    bad values (for an element-wise ``good``), or ``got(t)`` when given.
+
+    >>> gmkernels._checks.values("op", "p", torch.tensor([0.5, 2.0]), "in [0, 1]",
+    ...                          lambda v: (v >= 0) & (v <= 1))
+    Traceback (most recent call last):
+        ...
+    ValueError: op: every p must be in [0, 1], got [2.0] among its values
+    """
     if t.device.type != "cpu" or torch.compiler.is_compiling() or t.numel() == 0:
         return
     ok = good(t)
     if bool(ok.all()):
         return
+    if got is not None:
+        raise ValueError(f"{op}: {name} must be {expected}, got {got(t)}")
     if ok.shape == t.shape:
         raise ValueError(f"{op}: every {name} must be {expected}, got {t[~ok][:8].tolist()} "
                          "among its values")
-    raise ValueError(f"{op}: {name} must be {expected}")
+    flat = t.detach().flatten()
+    head = f"{flat[:8].tolist()}"[:-1] + (", ...]" if flat.numel() > 8 else "]")
+    raise ValueError(f"{op}: {name} must be {expected}, got {head}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,7 +319,15 @@ def _stream_int(name: str, value, hi: int, op: str) -> int:
 
 
 def check_stream_args(op: str, seed, offset, sample_offset, rows: int | None = None):
-    """Validates (seed, offset, sample_offset) against docs/spec.md §0 and returns them as ints."""
+    """Validates (seed, offset, sample_offset) against docs/spec.md §0 and returns them as ints.
+
+    >>> gmkernels.random.check_stream_args("my_sampler", 3, 2 ** 40, 0)
+    (3, 1099511627776, 0)
+    >>> gmkernels.random.check_stream_args("my_sampler", -1, 0, 0)
+    Traceback (most recent call last):
+        ...
+    ValueError: my_sampler: seed must be in [0, 2^64), got -1
+    """
     seed = _stream_int("seed", seed, U64, op)
     offset = _stream_int("offset", offset, U64, op)
     sample_offset = _stream_int("sample_offset", sample_offset, U32, op)

@@ -180,6 +180,71 @@ def test_missing_extension_falls_back_to_reference():
     assert torch.allclose(got, want, atol=1e-6), (got, want)
 
 
+def _import_a_copy(tmp_path, files=None):
+    """Import a copy of the gmkernels package in a fresh process from ``tmp_path`` (outside the
+    checkout), with no compiled extension but ``files`` (name -> bytes) beside its modules;
+    returns the gmkernels warnings of the import and build_info's extension_error."""
+    import shutil
+    dst = tmp_path / "gmkernels"
+    shutil.copytree(os.path.join(ROOT, "gmkernels"), dst,
+                    ignore=shutil.ignore_patterns("_C*", "__pycache__", "bench"))
+    for name, data in (files or {}).items():
+        (dst / name).write_bytes(data)
+    code = textwrap.dedent("""
+        import json, sys, warnings
+        # An editable install of the checkout maps gmkernels._C to the checkout's build
+        # whatever package is imported: drop its finder, so the copy is all there is.
+        sys.meta_path[:] = [f for f in sys.meta_path
+                            if not getattr(f, "__module__", "").startswith("__editable__")]
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            import gmkernels
+        print(json.dumps({"file": gmkernels.__file__,
+                          "warnings": [str(x.message) for x in w if "gmkernels" in str(x.message)],
+                          "error": gmkernels.build_info()["extension_error"]}))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=str(tmp_path), timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["file"].startswith(str(dst)), got["file"]  # the copy, not the checkout
+    assert len(got["warnings"]) == 1, got["warnings"]
+    return got["warnings"][0], got["error"], str(dst)
+
+
+def test_import_without_a_build_names_the_cause_and_the_fix(tmp_path):
+    """A source tree that was never built: the warning says so, where, and how to build, and
+    does not pass on the import system's guess of a circular import."""
+    msg, error, pkg = _import_a_copy(tmp_path)
+    assert f"the compiled extension was not built in {pkg}" in msg, msg
+    assert "bash tools/test.sh" in msg and "pip install --no-build-isolation -e ." in msg, msg
+    assert "circular" not in msg, msg
+    assert error is not None and "was not built" in error, error
+
+
+def test_import_of_a_build_that_does_not_load_says_so(tmp_path):
+    """A _C that exists but fails to load (here: not a shared library at all, carrying the
+    torch version a build records): the warning names the file, the torch it was built
+    against, the torch that runs, and the loader's own error."""
+    import importlib.machinery
+    name = "_C" + importlib.machinery.EXTENSION_SUFFIXES[0]
+    msg, _, pkg = _import_a_copy(tmp_path, {name: b"not an ELF file\x002.0.1+cu118\x00"})
+    assert f"{os.path.join(pkg, name)} exists but failed to load" in msg, msg
+    assert "built against torch 2.0.1+cu118" in msg, msg
+    assert f"runs torch {torch.__version__}" in msg, msg
+    assert "the loader said: ImportError" in msg, msg
+    assert "pip install --no-build-isolation -e ." in msg and "circular" not in msg, msg
+
+
+def test_import_of_a_build_for_another_python_says_so(tmp_path):
+    msg, _, _ = _import_a_copy(tmp_path, {"_C.cpython-30-x86_64-linux-gnu.so": b""})
+    assert "was built for another Python" in msg, msg
+    assert "_C.cpython-30-x86_64-linux-gnu.so" in msg, msg
+
+
 def test_backend_override_and_errors(monkeypatch):
     assert _backend.choose("langevin_step", torch.device("cpu")) == "native"
     with gmkernels.use_backend("reference"):

@@ -72,6 +72,18 @@ def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.
 
     >>> u, w, b = torch.randn(32, 2), torch.randn(32, 2), torch.randn(32)
     >>> x, logdet = gmkernels.planar_flow(torch.randn(1024, 2), gmkernels.planar_u_hat(u, w), w, b)
+    >>> x.shape, logdet.shape
+    (torch.Size([1024, 2]), torch.Size([1024]))
+
+    The log-det is the log |det| of the Jacobian of z -> z_K (here of one point, in float64):
+
+    >>> u, w = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    >>> b, z = torch.randn(4, dtype=torch.float64), torch.randn(1, 2, dtype=torch.float64)
+    >>> u_hat = gmkernels.planar_u_hat(u, w)
+    >>> flow = lambda v: gmkernels.planar_flow(v[None], u_hat, w, b)[0][0]
+    >>> sign, logabsdet = torch.linalg.slogdet(torch.autograd.functional.jacobian(flow, z[0]))
+    >>> float(sign), bool(torch.isclose(logabsdet, gmkernels.planar_flow(z, u_hat, w, b)[1][0]))
+    (1.0, True)
     """
     op = "gmkernels.planar_flow"
     _check(op, z, u_hat, w, b)

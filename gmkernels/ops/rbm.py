@@ -233,7 +233,12 @@ if _backend.op_exists("rbm_log_z_exact"):
 def base_rate_visible_bias(data: torch.Tensor, smoothing: float = 0.05) -> torch.Tensor:
     """Visible biases of the base-rate model of AIS (Salakhutdinov & Murray 2008): the logits
     of the data marginals, ``log(p / (1 - p))`` with ``p = (mean(data) + smoothing) /
-    (1 + 2 smoothing)`` kept away from 0 and 1. data: (N, n_visible) in {0, 1}."""
+    (1 + 2 smoothing)`` kept away from 0 and 1. data: (N, n_visible) in {0, 1}.
+
+    >>> data = torch.tensor([[1., 0.], [1., 0.], [1., 1.], [0., 0.]])     # marginals 0.75, 0.25
+    >>> torch.sigmoid(gmkernels.ops.rbm.base_rate_visible_bias(data, smoothing=0.0))
+    tensor([0.7500, 0.2500], dtype=torch.float64)
+    """
     op = "gmkernels.ops.rbm.base_rate_visible_bias"
     _checks.tensor(op, "data", data)
     if data.dim() != 2:

@@ -92,9 +92,18 @@ def langevin_step(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, *
     is ``sum(grad)`` and d/dnoise_scale is ``sum(xi)`` over each sample (the noise is
     regenerated in the backward from the seed, not stored).
 
-    >>> x = torch.randn(8, 2); g = -x                  # score of N(0, I)
-    >>> for step in range(10):
+    >>> x0 = torch.randn(8, 2)
+    >>> x = x0
+    >>> for step in range(10):                          # grad = -x: the score of N(0, I)
     ...     x = gmkernels.langevin_step(x, -x, 0.01, (2 * 0.01) ** 0.5, seed=0, offset=step)
+    >>> again = x0
+    >>> for step in range(10):
+    ...     again = gmkernels.langevin_step(again, -again, 0.01, 0.02 ** 0.5, seed=0, offset=step)
+    >>> torch.equal(x, again)                           # same seed and offsets: the same chain
+    True
+    >>> half = gmkernels.langevin_step(x0[4:], -x0[4:], 0.01, 0.1, seed=0, sample_offset=4)
+    >>> torch.equal(half, gmkernels.langevin_step(x0, -x0, 0.01, 0.1, seed=0)[4:])   # a shard
+    True
     """
     op = "gmkernels.langevin_step"
     a_t, a, c_t, c, lo, hi, seed, offset, sample_offset = _prepare(
@@ -237,9 +246,11 @@ def euler_maruyama_step(x: torch.Tensor, drift: torch.Tensor, diffusion, dt: flo
     Reference: Kloeden & Platen, "Numerical Solution of Stochastic Differential Equations"
     (1992), §9.1; Song et al. 2021, "Score-Based Generative Modeling through SDEs".
 
-    >>> x = torch.randn(256, 2)                       # Ornstein-Uhlenbeck dx = -x dt + sqrt(2) dw
-    >>> for k in range(100):
+    >>> x = torch.randn(4096, 2) * 3                 # Ornstein-Uhlenbeck dx = -x dt + sqrt(2) dw
+    >>> for k in range(500):                          # to t = 5: the variance 9 relaxes to ~1
     ...     x = gmkernels.euler_maruyama_step(x, -x, 2 ** 0.5, 0.01, seed=0, offset=k)
+    >>> bool(0.9 < x.var() < 1.1)
+    True
     """
     op = "gmkernels.euler_maruyama_step"
     _like_x(op, x, "x", drift, "drift")
@@ -338,7 +349,11 @@ def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, sde, *,
 
     >>> sde = gmkernels.score.VPSDE()
     >>> x = torch.randn(512, 2)
-    >>> x = gmkernels.reverse_sde_step(x, -x, 1.0, 1e-3, sde, seed=0, offset=1)   # N(0, I) score
+    >>> y = gmkernels.reverse_sde_step(x, -x, 1.0, 1e-3, sde, seed=0, offset=1)   # N(0, I) score
+    >>> # the ODE step, x - (f - g^2 s / 2) dt = x - (-beta x / 2 + beta x / 2) dt, leaves x be
+    >>> ode = gmkernels.reverse_sde_step(x, -x, 1.0, 1e-3, sde, probability_flow=True)
+    >>> y.shape, torch.allclose(ode, x)
+    (torch.Size([512, 2]), True)
     """
     op = "gmkernels.reverse_sde_step"
     _like_x(op, x, "x", score, "score")
@@ -432,7 +447,11 @@ def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, *,
     Differential Equations", Algorithms 4 and 5.
 
     >>> x = torch.randn(512, 2) * 3
-    >>> x = gmkernels.langevin_corrector_step(x, -x / 9, 0.16, seed=0, offset=2)
+    >>> y = gmkernels.langevin_corrector_step(x, -x / 9, 0.16, seed=0, offset=2)
+    >>> xi = gmkernels.random.normal(x.shape, seed=0, offset=2)   # the step size, row by row:
+    >>> eps = 2 * (0.16 * xi.norm(dim=1) / (x / 9).norm(dim=1)) ** 2
+    >>> torch.allclose(y, x + eps[:, None] * (-x / 9) + (2 * eps[:, None]).sqrt() * xi, atol=1e-5)
+    True
     """
     op = "gmkernels.langevin_corrector_step"
     _like_x(op, x, "x", score, "score")
@@ -580,7 +599,11 @@ def ddpm_step(x_t: torch.Tensor, eps_pred: torch.Tensor, t, schedule, *, seed=No
     >>> sched = gmkernels.score.DDPMSchedule.linear(1000)
     >>> model = lambda x, t: torch.zeros_like(x)       # any noise predictor eps(x, t)
     >>> x = torch.randn(16, 2)
-    >>> x = gmkernels.ddpm_step(x, model(x, 999), 999, sched, seed=0, offset=1)
+    >>> y = gmkernels.ddpm_step(x, model(x, 999), 999, sched, seed=0, offset=1)
+    >>> a, abar = sched.alphas[999], sched.alphas_cumprod[999]  # Ho et al.'s step, written out
+    >>> xi = gmkernels.random.normal(x.shape, seed=0, offset=1)
+    >>> torch.allclose(y, (x / a.sqrt() + sched.sigmas[999] * xi).float(), atol=1e-5)
+    True
     """
     op = "gmkernels.ddpm_step"
     _like_x(op, x_t, "x_t", eps_pred, "eps_pred")

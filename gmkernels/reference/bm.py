@@ -37,6 +37,12 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, b
     The fields start as ``y W + b`` (one GEMM, as the kernels) and move by ``2 y_new W[i]`` on a
     flip; chains that keep their spin add an exact zero, so the fields stay bit-identical to
     the kernels'.
+
+    >>> D = 6; A = torch.randn(D, D, dtype=torch.float64); W = ((A + A.T) / 2).fill_diagonal_(0)
+    >>> y0, b = torch.ones(16, D, dtype=torch.float64), torch.zeros(D, dtype=torch.float64)
+    >>> torch.equal(gmkernels.reference.bm.bm_gibbs(y0, W, b, 5, 0.5, seed=3),
+    ...             gmkernels.bm_gibbs(y0, W, b, 5, beta=0.5, seed=3))
+    True
     """
     B, D = y.shape
     dtype, device = y.dtype, y.device
@@ -70,7 +76,12 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, b
 
 
 def bm_energy(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``E(y) = -½ yᵀWy - bᵀy`` for each row of ``y`` (``(..., D)`` -> ``(...)``)."""
+    """``E(y) = -½ yᵀWy - bᵀy`` for each row of ``y`` (``(..., D)`` -> ``(...)``).
+
+    >>> W, b = torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([0.5, 0.0])
+    >>> gmkernels.ops.bm.bm_energy(torch.tensor([[1.0, 1.0], [1.0, -1.0]]), W, b)
+    tensor([-1.5000,  0.5000])
+    """
     return -0.5 * ((y @ W) * y).sum(-1) - y @ b
 
 
@@ -85,6 +96,12 @@ class BMExact(NamedTuple):
         second_moment: ``(D, D)`` ``⟨y_i y_j⟩`` (ones on the diagonal).
         mean_energy: 0-d tensor, ``⟨E⟩``.
         mean_abs_magnetization: 0-d tensor, ``⟨|Σ_i y_i| / D⟩``.
+
+    >>> ex = gmkernels.bm_exact(torch.zeros(3, 3), torch.zeros(3))       # 8 equally likely states
+    >>> torch.allclose(ex.probs, torch.full((8,), 1 / 8, dtype=torch.float64))
+    True
+    >>> ex.log_z.dtype, ex.mean.shape, ex.second_moment.shape
+    (torch.float64, torch.Size([3]), torch.Size([3, 3]))
     """
     log_z: torch.Tensor
     probs: torch.Tensor
@@ -113,7 +130,13 @@ def states(D: int, start: int = 0, stop: int | None = None, device=None) -> torc
 
 def bm_exact(W: torch.Tensor, b: torch.Tensor, beta: float = 1.0, chunk: int = 1 << 15) -> BMExact:
     """Exact enumeration over all ``2^D`` states in float64, in chunks of ``chunk`` states
-    (log Z by logsumexp). For ``D <= 20`` (checked by the public op)."""
+    (log Z by logsumexp). For ``D <= 20`` (checked by the public op).
+
+    >>> W, b = torch.zeros(2, 2, dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64)
+    >>> ex = gmkernels.reference.bm.bm_exact(W, b)    # W = 0: independent spins, <y_i> = tanh(b_i)
+    >>> torch.allclose(ex.mean, torch.tanh(b)), round(float(ex.probs.sum()), 12)
+    (True, 1.0)
+    """
     D = W.shape[0]
     W = W.detach().to(torch.float64)
     b = b.detach().to(torch.float64)

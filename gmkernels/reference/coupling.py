@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["affine_coupling"]
+
 SCALES = ("exp", "sigmoid")
 SIGMOID_EPS = 1e-3
 
@@ -35,7 +37,13 @@ def row_sum(v: torch.Tensor) -> torch.Tensor:
 def affine_coupling(x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, mask, *,
                     inverse: bool = False, scale: str = "exp",
                     clamp: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns ``(y, logdet)``; see the module docstring. ``mask`` broadcasts to x."""
+    """Returns ``(y, logdet)``; see the module docstring. ``mask`` broadcasts to x.
+
+    >>> x, s, t = torch.randn(4, 3), torch.randn(4, 3), torch.randn(4, 3)
+    >>> y, logdet = gmkernels.reference.coupling.affine_coupling(x, s, t, torch.tensor([1, 0, 0]))
+    >>> torch.equal(y[:, 0], x[:, 0]), torch.allclose(logdet, s[:, 1:].sum(1))
+    (True, True)
+    """
     passed = torch.as_tensor(mask, device=x.device) != 0
     if clamp is not None:
         s = clamp * torch.tanh(s / clamp)

@@ -13,6 +13,9 @@ import math
 
 import torch
 
+__all__ = ["philox4x32_10", "row_view", "uint32", "uniform", "normal", "bernoulli",
+           "rademacher"]
+
 MASK32 = 0xFFFFFFFF
 PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
@@ -30,7 +33,15 @@ def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def philox4x32_10(counter, key) -> tuple[torch.Tensor, ...]:
     """Philox4x32-10 of counters ``(c0, c1, c2, c3)`` (int64 tensors or ints, broadcast) under
-    ``key = (k0, k1)`` (ints). Returns the four output words as int64 tensors in [0, 2^32)."""
+    ``key = (k0, k1)`` (ints). Returns the four output words as int64 tensors in [0, 2^32).
+
+    >>> [f"{int(w):08x}" for w in gmkernels.random.philox4x32_10((0, 0, 0, 0), (0, 0))]
+    ['6627e8d5', 'e169c58d', 'bc57ac4c', '9b00dbd8']
+    >>> # row 2 of a (3, 4) tensor of words: counter (0, 2, offset lo, offset hi), key (seed lo, hi)
+    >>> words = gmkernels.random.philox4x32_10((0, 2, 0, 0), (7, 0))
+    >>> torch.equal(torch.stack(words), gmkernels.random.uint32((3, 4), seed=7)[2])
+    True
+    """
     c0, c1, c2, c3 = (torch.as_tensor(c, dtype=torch.int64) for c in counter)
     c0, c1, c2, c3 = torch.broadcast_tensors(c0, c1, c2, c3)
     k0, k1 = int(key[0]) & MASK32, int(key[1]) & MASK32
@@ -44,7 +55,11 @@ def philox4x32_10(counter, key) -> tuple[torch.Tensor, ...]:
 
 
 def row_view(shape) -> tuple[int, int]:
-    """(rows, M) of a random tensor of this shape: dim 0 is the row; a 0-d tensor is one row."""
+    """(rows, M) of a random tensor of this shape: dim 0 is the row; a 0-d tensor is one row.
+
+    >>> gmkernels.random.row_view((8, 3, 5)), gmkernels.random.row_view(())
+    ((8, 15), (1, 1))
+    """
     shape = tuple(shape)
     if len(shape) == 0:
         return 1, 1
@@ -76,7 +91,12 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def uint32(shape, seed: int, offset: int = 0, sample_offset: int = 0, device=None) -> torch.Tensor:
-    """The raw words as int64 values in [0, 2^32)."""
+    """The raw words as int64 values in [0, 2^32).
+
+    >>> torch.equal(gmkernels.reference.random.uint32((5, 7), seed=3, offset=2),
+    ...             gmkernels.random.uint32((5, 7), seed=3, offset=2))  # the same words
+    True
+    """
     return _per_element(_counter_words(shape, seed, offset, sample_offset, device), shape)
 
 
@@ -86,7 +106,12 @@ def _uniform_of(words: torch.Tensor, dtype) -> torch.Tensor:
 
 def uniform(shape, seed: int, offset: int = 0, sample_offset: int = 0, *, dtype=torch.float32,
             device=None) -> torch.Tensor:
-    """Uniform in [0, 1): (w >> 8) * 2^-24."""
+    """Uniform in [0, 1): (w >> 8) * 2^-24.
+
+    >>> torch.equal(gmkernels.reference.random.uniform((5, 7), seed=3),
+    ...             gmkernels.random.uniform((5, 7), seed=3))
+    True
+    """
     w = _counter_words(shape, seed, offset, sample_offset, device)
     return _per_element(_uniform_of(w, compute_dtype(dtype)), shape).to(dtype)
 
@@ -102,7 +127,13 @@ def _box_muller(wa: torch.Tensor, wb: torch.Tensor, dtype) -> tuple[torch.Tensor
 def normal(shape, seed: int, offset: int = 0, sample_offset: int = 0, *, dtype=torch.float32,
            device=None) -> torch.Tensor:
     """Standard normals by Box-Muller on word pairs (w0, w1) -> n0, n1 and (w2, w3) -> n2, n3,
-    computed in ``dtype`` (float32 for half types)."""
+    computed in ``dtype`` (float32 for half types).
+
+    >>> ref = gmkernels.reference.random.normal((1024, 2), seed=0)
+    >>> # log, sqrt, cos and sin round differently per backend: within an ulp, not bit for bit
+    >>> bool((ref - gmkernels.random.normal((1024, 2), seed=0)).abs().max() <= 1e-6)
+    True
+    """
     w = _counter_words(shape, seed, offset, sample_offset, device)
     cd = compute_dtype(dtype)
     n0, n1 = _box_muller(w[..., 0], w[..., 1], cd)
@@ -111,13 +142,24 @@ def normal(shape, seed: int, offset: int = 0, sample_offset: int = 0, *, dtype=t
 
 
 def bernoulli(p: torch.Tensor, seed: int, offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
-    """1 where the element's uniform u < p, else 0; shape and dtype of p."""
+    """1 where the element's uniform u < p, else 0; shape and dtype of p.
+
+    >>> p = torch.linspace(0, 1, 12).reshape(3, 4)
+    >>> torch.equal(gmkernels.reference.random.bernoulli(p, seed=3),
+    ...             gmkernels.random.bernoulli(p, seed=3))
+    True
+    """
     u = uniform(p.shape, seed, offset, sample_offset, dtype=compute_dtype(p.dtype), device=p.device)
     return (u < p.to(u.dtype)).to(p.dtype)
 
 
 def rademacher(shape, seed: int, offset: int = 0, sample_offset: int = 0, *, dtype=torch.float32,
                device=None) -> torch.Tensor:
-    """+1 where the element's word has its top bit clear, else -1."""
+    """+1 where the element's word has its top bit clear, else -1.
+
+    >>> torch.equal(gmkernels.reference.random.rademacher((5, 7), seed=3),
+    ...             gmkernels.random.rademacher((5, 7), seed=3))
+    True
+    """
     w = uint32(shape, seed, offset, sample_offset, device)
     return (1 - 2 * (w >> 31)).to(dtype)

@@ -14,8 +14,7 @@ import torch
 
 from . import random as _rand
 
-__all__ = ["rbm_gibbs", "rbm_free_energy", "rbm_log_z_exact", "rbm_ais", "default_betas",
-           "softplus", "sample_layer"]
+__all__ = ["rbm_gibbs", "rbm_free_energy", "rbm_log_z_exact", "rbm_ais", "default_betas"]
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
@@ -37,7 +36,16 @@ def sample_layer(pre, bias, beta, seed, offset, sample_offset=0, base=None):
 
 
 def rbm_gibbs(v0, W, b, c, k, beta=1.0, seed=0, offset=0, sample_offset=0):
-    """k block-Gibbs steps; returns (v_k, h_k, pv_k, ph_k) (see gmkernels.rbm_gibbs)."""
+    """k block-Gibbs steps; returns (v_k, h_k, pv_k, ph_k) (see gmkernels.rbm_gibbs).
+
+    >>> W = torch.randn(6, 4, dtype=torch.float64)
+    >>> b, c = torch.zeros(6, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    >>> v0 = torch.zeros(8, 6, dtype=torch.float64)
+    >>> ref = gmkernels.reference.rbm.rbm_gibbs(v0, W, b, c, 3, seed=1)
+    >>> out = gmkernels.rbm_gibbs(v0, W, b, c, 3, seed=1)
+    >>> torch.equal(ref[0], out[0]), torch.equal(ref[1], out[1]), torch.allclose(ref[2], out[2])
+    (True, True, True)
+    """
     v = v0
     if k == 0:
         h, ph = sample_layer(v @ W, c, beta, seed, offset, sample_offset)
@@ -49,12 +57,25 @@ def rbm_gibbs(v0, W, b, c, k, beta=1.0, seed=0, offset=0, sample_offset=0):
 
 
 def rbm_free_energy(v, W, b, c):
-    """F(v) = -bᵀv - Σ_j softplus(c_j + (vW)_j), shape (B,)."""
+    """F(v) = -bᵀv - Σ_j softplus(c_j + (vW)_j), shape (B,).
+
+    >>> W, b, c = torch.randn(6, 4), torch.randn(6), torch.randn(4)
+    >>> v = torch.eye(6)[:3]
+    >>> torch.allclose(gmkernels.reference.rbm.rbm_free_energy(v, W, b, c),
+    ...                gmkernels.rbm_free_energy(v, W, b, c), atol=1e-5)
+    True
+    """
     return -(v @ b) - softplus(v @ W + c).sum(1)
 
 
 def rbm_log_z_exact(W, b, c):
-    """log Z by enumerating all 2^n states of the smaller layer at once (float64, 0-d)."""
+    """log Z by enumerating all 2^n states of the smaller layer at once (float64, 0-d).
+
+    >>> W, b, c = torch.randn(6, 4), torch.randn(6), torch.randn(4)
+    >>> torch.allclose(gmkernels.reference.rbm.rbm_log_z_exact(W, b, c),
+    ...                gmkernels.rbm_log_z_exact(W, b, c))
+    True
+    """
     W, b, c = W.double(), b.double(), c.double()
     nv, nh = W.shape
     if nh <= nv:
@@ -69,7 +90,12 @@ def rbm_log_z_exact(W, b, c):
 
 def default_betas(n_betas: int, dtype=torch.float64, device=None) -> torch.Tensor:
     """Salakhutdinov & Murray (2008)'s schedule shape scaled to ``n_betas`` points: uniform
-    spacing on [0, 0.5], [0.5, 0.9] and [0.9, 1] with 500 : 4000 : 10000 of the points."""
+    spacing on [0, 0.5], [0.5, 0.9] and [0.9, 1] with 500 : 4000 : 10000 of the points.
+
+    >>> betas = gmkernels.ops.rbm.default_betas(1000)
+    >>> len(betas), float(betas[0]), float(betas[-1]), bool((betas[1:] >= betas[:-1]).all())
+    (1000, 0.0, 1.0, True)
+    """
     if n_betas < 3:
         raise ValueError(f"n_betas must be >= 3, got {n_betas}")
     n1 = max(1, round(n_betas * 500 / 14500))
@@ -84,7 +110,15 @@ def default_betas(n_betas: int, dtype=torch.float64, device=None) -> torch.Tenso
 def rbm_ais(W, b, c, betas, n_chains, base_visible_bias=None, seed=0, offset=0, *,
             _sample_layer=sample_layer):
     """AIS estimate of log Z and its standard error (see gmkernels.rbm_ais); float64 0-d each.
-    (``_sample_layer``: the fused pass to use; the Triton backend passes its kernel.)"""
+    (``_sample_layer``: the fused pass to use; the Triton backend passes its kernel.)
+
+    >>> W = torch.linspace(-0.3, 0.3, 24, dtype=torch.float64).reshape(6, 4)
+    >>> b, c = torch.zeros(6, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    >>> betas = gmkernels.ops.rbm.default_betas(300)
+    >>> log_z, se = gmkernels.reference.rbm.rbm_ais(W, b, c, betas, 100, seed=0)
+    >>> bool(abs(log_z - gmkernels.rbm_log_z_exact(W, b, c)) < 4 * se + 1e-3)
+    True
+    """
     nv, nh = W.shape
     bA = torch.zeros(nv, dtype=W.dtype, device=W.device) if base_visible_bias is None \
         else base_visible_bias.to(W.dtype)

@@ -10,6 +10,10 @@ import torch
 from .random import compute_dtype, normal
 
 
+__all__ = ["langevin_step", "euler_maruyama_step", "reverse_sde_step", "langevin_corrector_step",
+           "affine_noise_step"]
+
+
 def per_sample(v, x: torch.Tensor, dtype) -> torch.Tensor | float:
     """A float, or a (B,) tensor viewed as (B, 1, ..., 1) to broadcast over x's other dims."""
     if isinstance(v, torch.Tensor):
@@ -20,7 +24,13 @@ def per_sample(v, x: torch.Tensor, dtype) -> torch.Tensor | float:
 def langevin_step(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, seed: int,
                   offset: int = 0, sample_offset: int = 0, clamp=None) -> torch.Tensor:
     """``clamp(x + step_size * grad + noise_scale * xi)`` with ``xi = normal(x.shape, seed,
-    offset, sample_offset)``, computed in float32 (float64 for float64 inputs)."""
+    offset, sample_offset)``, computed in float32 (float64 for float64 inputs).
+
+    >>> x = torch.randn(8, 2)
+    >>> torch.allclose(gmkernels.reference.sde.langevin_step(x, -x, 0.01, 0.1, seed=0),
+    ...                gmkernels.langevin_step(x, -x, 0.01, 0.1, seed=0), atol=1e-6)
+    True
+    """
     cd = compute_dtype(x.dtype)
     xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
     y = x.to(cd) + per_sample(step_size, x, cd) * grad.to(cd) + per_sample(noise_scale, x, cd) * xi
@@ -47,7 +57,13 @@ def _full_or_row(v, x: torch.Tensor, dtype):
 def euler_maruyama_step(x: torch.Tensor, drift: torch.Tensor, diffusion, dt: float, seed: int,
                         offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
     """``x + drift * dt + diffusion * sqrt(|dt|) * xi``; diffusion a float, a (B,) tensor or a
-    tensor of x's shape; xi = normal(x.shape, seed, offset, sample_offset)."""
+    tensor of x's shape; xi = normal(x.shape, seed, offset, sample_offset).
+
+    >>> x = torch.randn(8, 2)
+    >>> torch.allclose(gmkernels.reference.sde.euler_maruyama_step(x, -x, 1.5, 0.01, seed=0),
+    ...                gmkernels.euler_maruyama_step(x, -x, 1.5, 0.01, seed=0), atol=1e-6)
+    True
+    """
     cd = compute_dtype(x.dtype)
     xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
     g = _full_or_row(diffusion, x, cd)
@@ -78,6 +94,13 @@ def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, kind: s
     reverse_diffusion: x - (F - G2 s) + sqrt(G2) xi;        probability flow: x - (F - G2 s / 2)
       VE: F = 0, G2 = sigma(t)^2 - sigma(max(t - dt, 0))^2
       VP: F = (sqrt(1 - beta(t) dt) - 1) x, G2 = beta(t) dt;  subVP: F = f dt, G2 = g2 dt
+
+    >>> sde = gmkernels.score.VPSDE()
+    >>> x = torch.randn(8, 2)
+    >>> ref = gmkernels.reference.sde.reverse_sde_step(x, -x, 0.5, 0.01, "vp", sde.beta_min,
+    ...                                                sde.beta_max, seed=0)
+    >>> torch.allclose(ref, gmkernels.reverse_sde_step(x, -x, 0.5, 0.01, sde, seed=0), atol=1e-5)
+    True
     """
     cd = compute_dtype(x.dtype)
     dt = float(dt)
@@ -115,7 +138,13 @@ def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, al
                             seed: int = 0, offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
     """Song et al. 2021 Alg. 4/5 corrector with per-row step size:
     eps_r = 2 alpha_r (snr ||xi_r|| / ||s_r||)^2 (0 where ||s_r|| = 0),
-    out = x + eps_r s + sqrt(2 eps_r) xi."""
+    out = x + eps_r s + sqrt(2 eps_r) xi.
+
+    >>> x = torch.randn(8, 2)
+    >>> torch.allclose(gmkernels.reference.sde.langevin_corrector_step(x, -x, 0.16, seed=0),
+    ...                gmkernels.langevin_corrector_step(x, -x, 0.16, seed=0), atol=1e-5)
+    True
+    """
     cd = compute_dtype(x.dtype)
     xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
     rows = _rows(x)
@@ -130,7 +159,13 @@ def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, al
 
 def affine_noise_step(x: torch.Tensor, e: torch.Tensor, cx, ce, cn, seed: int = 0,
                       offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
-    """``cx * x - ce * e + cn * xi`` with each coefficient a float or a (B,) tensor."""
+    """``cx * x - ce * e + cn * xi`` with each coefficient a float or a (B,) tensor.
+
+    >>> x, e = torch.randn(8, 2), torch.randn(8, 2)
+    >>> torch.allclose(gmkernels.reference.sde.affine_noise_step(x, e, 1.01, 0.02, 0.1, seed=0),
+    ...                gmkernels.affine_noise_step(x, e, 1.01, 0.02, 0.1, seed=0), atol=1e-6)
+    True
+    """
     cd = compute_dtype(x.dtype)
     xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
     y = per_sample(cx, x, cd) * x.to(cd) - per_sample(ce, x, cd) * e.to(cd) + per_sample(cn, x, cd) * xi
