@@ -44,7 +44,7 @@ def ferromagnet(D, seed=0):
 
 
 def build_parser():
-    ap = ExampleParser(__doc__, quick=dict(temps=12, chains=128, burn=100, sweeps=100))
+    ap = ExampleParser(__doc__, quick=dict(d=12, temps=12, chains=128, burn=100, sweeps=100))
     ap.add_argument("--d", type=int, default=16, help="spins (<= 20 for the exact curve)")
     ap.add_argument("--temps", type=int, default=24, help="temperatures in [0.3, 3]")
     ap.add_argument("--chains", type=int, default=256, help="independent chains per temperature")
@@ -110,7 +110,7 @@ def main(argv=None):
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), sharex=True, layout="constrained",
                              gridspec_kw={"height_ratios": [3, 1.6]})
     t = temps.numpy()
-    rows = [("$\\langle|m|\\rangle = \\langle|\\sum_i y_i|\\rangle / D$", fine, m_exact,
+    rows = [("$\\langle|m|\\rangle = \\langle|\\Sigma_i\\, y_i|\\rangle / D$", fine, m_exact,
              m_est, m_se, m_at, "tab:red"),
             ("$\\langle E\\rangle / D$", fine, e_exact, e_est, e_se, e_at, "tab:blue")]
     for j, (label, tf, exact, est, se, at, color) in enumerate(rows):

@@ -95,7 +95,9 @@ def main(argv=None):
     plt = pyplot()
     samples = rbm.sample(100, k=1000, seed=args.seed + 1, return_probs=True)
     fig, ax = plt.subplots(figsize=(6.6, 6), layout="constrained")
-    im = ax.imshow(grid(samples.reshape(-1, 8, 8), 10, fill=float("nan")), cmap="gray_r",
+    cmap = plt.get_cmap("gray_r").copy()
+    cmap.set_bad("#9ecae1")  # the gaps between samples, in a colour outside the scale
+    im = ax.imshow(grid(samples.reshape(-1, 8, 8), 10, fill=float("nan")), cmap=cmap,
                    vmin=0, vmax=1)
     ax.set_title(f"RBM samples (1000 Gibbs steps; test LL {ll_test:.2f} ± {se:.2f} nats)")
     ax.axis("off")
@@ -106,13 +108,14 @@ def main(argv=None):
     W = rbm.W.detach().t().reshape(-1, 8, 8)
     lim = W.abs().max().item()
     rows = math.ceil(args.hidden / 10)
-    fig, ax = plt.subplots(figsize=(6.6, 0.6 * rows + 1.0), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.6, 0.66 * rows + 1.5), layout="constrained")
     cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("0.85")  # the gaps between filters
+    cmap.set_bad("0.45")  # the gaps between filters, darker than any weight near zero
     im = ax.imshow(grid(W, 10, fill=float("nan")), cmap=cmap, vmin=-lim, vmax=lim)
     ax.set_title(f"learned filters (columns of W, {args.hidden} hidden units)")
     ax.axis("off")
-    fig.colorbar(im, ax=ax, shrink=0.9, label="weight $W_{ij}$")
+    fig.colorbar(im, ax=ax, orientation="horizontal", fraction=0.08, aspect=40, pad=0.02,
+                 label="weight $W_{ij}$ (visible pixel $i$, hidden unit $j$)")
     save(fig, args.out, "rbm_digits_filters.png", dpi=120)
 
 

@@ -39,7 +39,7 @@ def moons(n, seed):
 
 
 def build_parser():
-    p = ExampleParser(__doc__, quick=dict(steps=200))
+    p = ExampleParser(__doc__, quick=dict(steps=400))
     p.add_argument("--steps", type=int, default=1000, help="training steps")
     p.add_argument("--batch", type=int, default=256, help="training batch size")
     p.add_argument("--layers", type=int, default=8, help="affine coupling layers")

@@ -65,7 +65,7 @@ def sliced_w1(a, b, n_proj=64, seed=0):
 
 
 def build_parser():
-    p = ExampleParser(__doc__, quick=dict(steps=600, hidden=128, sample_steps=100, n=1000))
+    p = ExampleParser(__doc__, quick=dict(steps=1500, hidden=128, sample_steps=200, n=1000))
     p.add_argument("--steps", type=int, default=5000, help="training steps")
     p.add_argument("--batch", type=int, default=512, help="training batch size")
     p.add_argument("--hidden", type=int, default=256, help="width of the score MLP")
