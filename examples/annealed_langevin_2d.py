@@ -71,15 +71,14 @@ def build_parser():
     p.add_argument("--levels", type=int, default=20, help="number of noise levels L")
     p.add_argument("--steps-each", type=int, default=50, help="Langevin steps per level T")
     p.add_argument("--seed", type=int, default=0, help="seed of the start points and samplers")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: each step is ~10 ops on ~10^5 elements, "
-                        "where OpenMP's fork-join costs more than the work; measured 100 ms vs "
-                        "3 ms per step with 2 vs 1 threads on a loaded 2-core machine)")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    # --threads 1 (the default): each step is ~10 ops on ~10^5 elements, where OpenMP's
+    # fork-join costs more than the work (100 ms vs 3 ms per step with 2 vs 1 threads on a
+    # loaded 2-core machine)
     torch.set_num_threads(args.threads)
 
     # σ_1 = 8 ≈ the largest distance between modes (Song & Ermon 2020, technique 1);

@@ -59,6 +59,7 @@ def build_parser():
 def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.d > 20:
         ap.error("--d must be <= 20 for the exact curve")
 

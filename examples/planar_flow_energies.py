@@ -121,6 +121,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)  # K = 32 layers on batches of 256: small tensors
     plt = pyplot()
 
     xx, yy, pts = grid(n=args.grid)

@@ -52,9 +52,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    torch.manual_seed(args.seed)
     # small MLPs on batches of 256: intra-op threads do not pay off on a 2-core box
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
 
     train, test = moons(20000, args.seed), moons(5000, args.seed + 1)
     flow = RealNVP(2, args.layers, args.hidden, clamp=args.clamp)

@@ -78,10 +78,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    torch.manual_seed(args.seed)
     # a 256-wide MLP on batches of 512 is too small for intra-op threads to pay off (one
     # thread was faster on the 2-core dev box)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
 
     sde = VPSDE(0.1, 20.0)
     data = moons(20000, args.seed)
