@@ -15,8 +15,10 @@ they can be seen.
 
 Writes bm_temperature.png to --out (default: examples/out/ beside this script).
 
-    python examples/bm_temperature.py           # RUNTIME_FULL
-    python examples/bm_temperature.py --quick   # RUNTIME_QUICK
+Wall times measured on a busy 2-core machine (about 6 s of each is importing torch):
+
+    python examples/bm_temperature.py           # ~13 s
+    python examples/bm_temperature.py --quick   # ~10 s
 """
 
 import math
