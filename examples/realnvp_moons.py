@@ -4,16 +4,17 @@ A :class:`gmkernels.flows.RealNVP` (8 affine coupling layers, alternating masks,
 conditioners, soft-clamped log-scales; every coupling step is the fused
 :func:`gmkernels.affine_coupling` op with its fused backward) is fitted to sklearn's
 make_moons (standardized) by Adam on the negative log-likelihood. It reports the NLL of a
-held-out test set (nats per sample; lower is better) and writes a picture of the data, the
-flow's samples and its density exp(log p(x)) on a grid to --out.
+held-out test set (nats per sample; lower is better) and writes realnvp_moons.png (the data,
+the flow's samples and its density exp(log p(x)) on a grid) to --out (default: examples/out/
+beside this script).
 
-    python examples/realnvp_moons.py                 # < 3 min on a loaded 2-core CPU (40 s of CPU)
-    python examples/realnvp_moons.py --quick         # a few seconds, a rough fit
+Wall times measured on a busy 2-core machine (about 6 s of each is importing torch):
+
+    python examples/realnvp_moons.py           # ~15 s
+    python examples/realnvp_moons.py --quick   # ~15 s, a rough fit
 """
 
-import argparse
 import math
-import os
 import time
 
 import torch
@@ -29,6 +30,7 @@ except ImportError:  # a plain fallback with the same interface as far as we use
                 print(f"{desc}: {i}/{len(it)}", flush=True)
             yield v
 
+from _common import ExampleParser, pyplot, save
 from gmkernels.flows import RealNVP
 
 
@@ -38,23 +40,23 @@ def moons(n, seed):
     return (x - torch.tensor([0.5, 0.25])) / torch.tensor([0.87, 0.5])
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "realnvp_moons.png"))
+def build_parser():
+    p = ExampleParser(__doc__, quick=dict(steps=400))
     p.add_argument("--steps", type=int, default=1000, help="training steps")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch", type=int, default=256, help="training batch size")
+    p.add_argument("--layers", type=int, default=8, help="affine coupling layers")
+    p.add_argument("--hidden", type=int, default=64, help="width of each conditioner MLP")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (cosine decay)")
     p.add_argument("--clamp", type=float, default=3.0, help="soft clamp of the log-scales")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="200 steps (a smoke test)")
-    args = p.parse_args()
-    if args.quick:
-        args.steps = 200
-    torch.manual_seed(args.seed)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the training")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     # small MLPs on batches of 256: intra-op threads do not pay off on a 2-core box
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
 
     train, test = moons(20000, args.seed), moons(5000, args.seed + 1)
     flow = RealNVP(2, args.layers, args.hidden, clamp=args.clamp)
@@ -86,10 +88,8 @@ def main():
         X, Y = torch.meshgrid(c, c, indexing="xy")
         dens = flow.log_prob(torch.stack([X.flatten(), Y.flatten()], 1)).exp().reshape(n, n)
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.8), layout="constrained")
     axes[0].scatter(test[:3000, 0], test[:3000, 1], s=2, alpha=0.5, color="tab:gray")
     axes[0].set_title("data (make_moons, test set)")
     axes[1].scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5, color="tab:blue")
@@ -102,10 +102,7 @@ def main():
         ax.set_aspect("equal")
     fig.suptitle(f"RealNVP ({args.layers} coupling layers, gmkernels.affine_coupling) trained "
                  f"by maximum likelihood, {args.steps} steps")
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
+    save(fig, args.out, "realnvp_moons.png")
 
 
 if __name__ == "__main__":
