@@ -292,4 +292,3 @@ def choose_backend(op: str, device) -> str:
     return name
 
 
-choose = choose_backend  # the name the tests and the bench use

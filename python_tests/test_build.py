@@ -246,27 +246,27 @@ def test_import_of_a_build_for_another_python_says_so(tmp_path):
 
 
 def test_backend_override_and_errors(monkeypatch):
-    assert _backend.choose("langevin_step", torch.device("cpu")) == "native"
+    assert _backend.choose_backend("langevin_step", torch.device("cpu")) == "native"
     with gmkernels.use_backend("reference"):
-        assert _backend.choose("langevin_step", torch.device("cpu")) == "reference"
+        assert _backend.choose_backend("langevin_step", torch.device("cpu")) == "reference"
         with gmkernels.use_backend("native"):
-            assert _backend.choose("langevin_step", torch.device("cpu")) == "native"
-        assert _backend.choose("langevin_step", torch.device("cpu")) == "reference"
+            assert _backend.choose_backend("langevin_step", torch.device("cpu")) == "native"
+        assert _backend.choose_backend("langevin_step", torch.device("cpu")) == "reference"
     with pytest.raises(ValueError, match="expected one of"):
         with gmkernels.use_backend("cudnn"):
             pass
     monkeypatch.setenv("GMK_BACKEND", "reference")
-    assert _backend.choose("langevin_step", torch.device("cpu")) == "reference"
+    assert _backend.choose_backend("langevin_step", torch.device("cpu")) == "reference"
     monkeypatch.setenv("GMK_BACKEND", "bogus")
     with pytest.raises(ValueError, match="GMK_BACKEND"):
-        _backend.choose("langevin_step", torch.device("cpu"))
+        _backend.choose_backend("langevin_step", torch.device("cpu"))
     monkeypatch.delenv("GMK_BACKEND")
     if not gmkernels.build_info()["cuda"]:
         with gmkernels.use_backend("native"), pytest.raises(RuntimeError, match="without CUDA kernels"):
-            _backend.choose("langevin_step", torch.device("cuda"))
+            _backend.choose_backend("langevin_step", torch.device("cuda"))
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with gmkernels.use_backend("triton"), pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
-        _backend.choose("langevin_step", torch.device("cpu"))
+        _backend.choose_backend("langevin_step", torch.device("cpu"))
 
 
 def test_choose_backend_falls_back_with_one_warning_and_overrides_raise():

@@ -278,7 +278,7 @@ def require_fused(op: str, device: torch.device | str, what: str | None = None) 
     what = what or f"gmkernels.{op}"
     dev = torch.device(device)
     try:
-        backend = _backend.choose(op, dev)
+        backend = _backend.choose_backend(op, dev)
     except RuntimeError as e:  # an override (use_backend) that cannot run here
         raise ProviderUnavailable(f"{what}: {e}"[:300]) from e
     if backend == "reference" or not hasattr(torch.ops.gmkernels, op):
