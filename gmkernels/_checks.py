@@ -176,7 +176,13 @@ def writable(op: str, name: str, t: torch.Tensor) -> None:
     """The tensor an in-place op writes must not overlap itself (:func:`overlaps_itself`): two
     elements that share memory would each be written, and which write wins depends on the
     backend and the thread count. Raises ``ValueError``, as torch's own in-place ops refuse
-    such tensors."""
+    such tensors. An inference tensor (made under ``torch.inference_mode()``) can be written
+    only inside inference mode, as torch says for its own in-place ops (``RuntimeError``)."""
+    if (not torch.compiler.is_compiling() and t.is_inference()
+            and not torch.is_inference_mode_enabled()):
+        raise RuntimeError(f"{op}: {name} must not be an inference tensor outside "
+                           "torch.inference_mode() (it has no version counter for autograd), got "
+                           "one; write a .clone() of it, or call inside torch.inference_mode()")
     if overlaps_itself(t):
         raise ValueError(
             f"{op}: {name} must not have overlapping memory (an expanded tensor or a view with "

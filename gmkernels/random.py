@@ -154,7 +154,8 @@ def _fill_inplace(op: str, draw: str, out, seed, offset, sample_offset, generato
     if draw == "uint32":
         _checks.tensor(name, "out", out)
         if out.dtype != torch.int64:
-            raise TypeError(f"{name}: out must be int64 (the words are in [0, 2^32)), got {out.dtype}")
+            raise TypeError(f"{name}: out must be int64 (the words are in [0, 2^32)), "
+                            f"got {out.dtype}")
     else:
         _checks.floating(name, "out", out)
     if torch.is_grad_enabled() and out.requires_grad:
@@ -166,7 +167,8 @@ def _fill_inplace(op: str, draw: str, out, seed, offset, sample_offset, generato
     seed, offset, sample_offset = _checks.stream(name, rows, seed, offset, sample_offset, generator)
     backend = _backend.choose_backend(op, out.device)
     if backend == "native":  # the op bumps out's version counter (csrc/include/gmk/inplace.h)
-        getattr(torch.ops.gmkernels, op)(out, as_int64_bits(seed), as_int64_bits(offset), sample_offset)
+        getattr(torch.ops.gmkernels, op)(out, as_int64_bits(seed), as_int64_bits(offset),
+                                         sample_offset)
     elif backend == "triton":
         from .triton import random as _tri
         _tri.fill_(out, draw, seed, offset, sample_offset)
@@ -188,10 +190,13 @@ def uint32_(out: torch.Tensor, seed=None, offset: int = 0, sample_offset: int = 
     ``out`` may have any strides that do not overlap themselves (``out[:, ::2]``, ``out.t()``);
     an expanded tensor or an ``as_strided`` view whose elements share memory raises
     ``ValueError``. As torch's in-place ops do, a fill bumps ``out._version`` (a backward that
-    saved ``out`` then raises), and refuses an ``out`` that requires grad while grad mode is on.
+    saved ``out`` then raises), and refuses an ``out`` that requires grad while grad mode is on
+    and an inference tensor outside ``torch.inference_mode()`` (``RuntimeError``).
 
     >>> out = torch.empty(2, 5, dtype=torch.int64)
-    >>> gmkernels.random.uint32_(out, seed=1) is out and torch.equal(out, gmkernels.random.uint32((2, 5), seed=1))
+    >>> gmkernels.random.uint32_(out, seed=1) is out
+    True
+    >>> torch.equal(out, gmkernels.random.uint32((2, 5), seed=1))
     True
     """
     return _fill_inplace("random_uint32_", "uint32", out, seed, offset, sample_offset, generator)
@@ -203,7 +208,8 @@ def uniform_(out: torch.Tensor, seed=None, offset: int = 0, sample_offset: int =
     (see :func:`uint32_` for what every in-place fill shares) and returns it.
 
     >>> out = torch.empty(3, 4)
-    >>> torch.equal(gmkernels.random.uniform_(out, seed=1), gmkernels.random.uniform((3, 4), seed=1))
+    >>> torch.equal(gmkernels.random.uniform_(out, seed=1),
+    ...             gmkernels.random.uniform((3, 4), seed=1))
     True
     """
     return _fill_inplace("random_uniform_", "uniform", out, seed, offset, sample_offset, generator)
@@ -216,8 +222,10 @@ def normal_(out: torch.Tensor, seed=None, offset: int = 0, sample_offset: int = 
 
     >>> buf = torch.zeros(3, 8)
     >>> _ = gmkernels.random.normal_(buf[:, ::2], seed=1)          # a strided view of a buffer
-    >>> torch.equal(buf[:, ::2], gmkernels.random.normal((3, 4), seed=1)), bool((buf[:, 1::2] == 0).all())
-    (True, True)
+    >>> torch.equal(buf[:, ::2], gmkernels.random.normal((3, 4), seed=1))
+    True
+    >>> bool((buf[:, 1::2] == 0).all())                              # the rest is untouched
+    True
     """
     return _fill_inplace("random_normal_", "normal", out, seed, offset, sample_offset, generator)
 

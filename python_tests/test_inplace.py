@@ -244,7 +244,8 @@ def test_overlapping_tensor_is_refused(op, layout, any_backend):
 def test_dispatcher_op_refuses_an_overlapping_tensor(op, layout):
     t = OVERLAPPING[layout](op)
     before = t._base.clone()
-    prefix = "gmkernels.langevin_step_" if op.name == "langevin_step_" else f"gmkernels.{op.name[:-1]}"
+    # the C++ prepare names a fill op as its out-of-place twin: gmkernels.random.normal
+    prefix = "gmkernels." + (op.name if op.name == "langevin_step_" else op.name[:-1])
     name = "x" if op.name == "langevin_step_" else "out"
     with pytest.raises(ValueError, match=_overlap_message(prefix, name)):
         _dispatch(op, t)
@@ -385,13 +386,73 @@ FLOAT_FILLS = [o for o in FLOAT_OPS if o.name != "langevin_step_"]
 @pytest.mark.parametrize("op", FLOAT_FILLS, ids=[o.name for o in FLOAT_FILLS])
 def test_fill_refuses_out_that_requires_grad(op, any_backend):
     out = torch.zeros(6, 5, dtype=op.dtype, requires_grad=True)
-    with pytest.raises(RuntimeError, match=re.escape(f"gmkernels.{op.name}: out must not require grad")):
+    msg = f"gmkernels.{op.name}: out must not require grad"
+    with pytest.raises(RuntimeError, match=re.escape(msg)):
         op.call(out)
     with torch.no_grad():  # how parameters are initialised
         v = out._version
         op.call(out)
         assert out._version > v
         _check_written(op, out, out)
+
+
+@pytest.mark.parametrize("which", ["step_size", "noise_scale"])
+def test_langevin_refuses_coefficients_that_require_grad(which, any_backend):
+    """A per-sample coefficient that requires grad would get no gradient from an in-place step
+    (or, on the reference path, make x a tracked tensor): refused on every backend."""
+    x = _randn(6, 5)
+    coef = torch.rand(6, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    a, c = (coef, C) if which == "step_size" else (A, coef)
+    before = x.clone()
+    with pytest.raises(RuntimeError, match=re.escape("gmkernels.langevin_step_: in-place step on "
+                                                     "tensors that require grad")):
+        gmkernels.langevin_step_(x, _grad_for(x), a, c, seed=SEED)
+    assert torch.equal(x, before)
+    with torch.no_grad():
+        gmkernels.langevin_step_(x, _grad_for(x), a, c, seed=SEED)
+    assert_close(x, ref_sde.langevin_step(before, _grad_for(before), a.detach() if a is coef else a,
+                                          c.detach() if c is coef else c, SEED),
+                 kind="values")
+
+
+# --------------------------------------------------------------------------------------------
+# inference tensors: as torch's own in-place ops
+
+@pytest.mark.parametrize("op", OPS, ids=OP_IDS)
+def test_inference_tensor_is_refused_outside_inference_mode(op, any_backend):
+    with torch.inference_mode():
+        t = op.make(6, 5)
+    before = t.clone()
+    name = "x" if op.name == "langevin_step_" else "out"
+    with pytest.raises(RuntimeError, match=re.escape(f"gmkernels.{op.name}: {name} must not be an "
+                                                     "inference tensor outside")):
+        op.call(t)
+    assert torch.equal(t, before), "a refused call wrote the tensor"
+    with torch.inference_mode():  # inside inference mode it is an ordinary write
+        op.call(t)
+    _check_written(op, t, before)
+
+
+@pytest.mark.parametrize("op", OPS, ids=OP_IDS)
+def test_dispatcher_op_refuses_an_inference_tensor_outside_inference_mode(op):
+    with torch.inference_mode():
+        t = op.make(6, 5)
+    before = t.clone()
+    with pytest.raises(RuntimeError, match="must not be an inference tensor outside"):
+        _dispatch(op, t)
+    assert torch.equal(t, before), "a refused call wrote the tensor"
+
+
+@pytest.mark.parametrize("op", OPS, ids=OP_IDS)
+def test_version_inside_inference_mode_as_torch(op, any_backend):
+    """A normal tensor written inside inference mode: its version moves as it does for torch's
+    own in-place op (add_) in the same situation."""
+    t, u = op.make(6, 5), op.make(6, 5)
+    vt, vu = t._version, u._version
+    with torch.inference_mode():
+        u.add_(0)
+        op.call(t)
+    assert (t._version > vt) == (u._version > vu), (t._version, vt, u._version, vu)
 
 
 # --------------------------------------------------------------------------------------------

@@ -184,7 +184,8 @@ def langevin_step_(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, 
     ValueError: gmkernels.langevin_step_: x must not have overlapping memory (an expanded tensor or a view with overlapping strides), got shape (4, 3) with strides (1, 0); call .contiguous() / .clone() first
     """
     op = "gmkernels.langevin_step_"
-    if torch.is_grad_enabled() and (x.requires_grad or grad.requires_grad):
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
+                                       for t in (x, grad, step_size, noise_scale)):
         raise RuntimeError(f"{op}: in-place step on tensors that require grad; use "
                            "gmkernels.langevin_step (out of place) for autograd, or torch.no_grad()")
     a_t, a, c_t, c, lo, hi, seed, offset, sample_offset = _prepare(

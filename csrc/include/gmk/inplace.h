@@ -22,6 +22,7 @@
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -84,7 +85,8 @@ inline void check_writable(const char* op, const char* name, const at::Tensor& t
   TORCH_CHECK_VALUE(!overlaps_itself(t), op, ": ", name,
                     " must not have overlapping memory (an expanded tensor or a view with "
                     "overlapping strides), got shape ",
-                    t.sizes(), " with strides ", t.strides(), "; call .contiguous() / .clone() first");
+                    t.sizes(), " with strides ", t.strides(),
+                    "; call .contiguous() / .clone() first");
 }
 
 // Whether a and b are the same view: same data pointer, sizes, strides and element size.
@@ -125,7 +127,8 @@ inline void inplace_no_grad(const c10::OperatorHandle& op, c10::DispatchKeySet k
 }
 
 // ADInplaceOrView kernel of an in-place op: runs the op, then bumps the version counter of
-// every argument its schema marks written (`Tensor(a!)`), as torch's in-place ops do.
+// every argument its schema marks written (`Tensor(a!)`), as torch's in-place ops do. An
+// inference tensor outside inference mode (no version counter) is refused before the write.
 inline void inplace_bump_version(const c10::OperatorHandle& op, c10::DispatchKeySet ks,
                                  torch::jit::Stack* stack) {
   const auto& args = op.schema().arguments();
@@ -134,7 +137,14 @@ inline void inplace_bump_version(const c10::OperatorHandle& op, c10::DispatchKey
   for (size_t i = 0; i < n; ++i) {
     const c10::AliasInfo* alias = args[i].alias_info();
     const c10::IValue& v = (*stack)[stack->size() - n + i];
-    if (alias != nullptr && alias->isWrite() && v.isTensor()) written.push_back(v.toTensor());
+    if (alias == nullptr || !alias->isWrite() || !v.isTensor()) continue;
+    const at::Tensor& t = v.toTensor();
+    TORCH_CHECK(!t.is_inference() || c10::InferenceMode::is_enabled(), public_op_name(op), ": ",
+                args[i].name(),
+                " must not be an inference tensor outside torch.inference_mode() (it has no "
+                "version counter for autograd), got one; write a .clone() of it, or call inside "
+                "torch.inference_mode()");
+    written.push_back(t);
   }
   {
     at::AutoDispatchBelowADInplaceOrView guard;
