@@ -43,7 +43,8 @@ U32 = 1 << 32
 
 __all__ = ["tensor", "floating", "like", "same_dtype", "same_device", "values", "real",
            "integer", "boolean", "choice", "per_sample", "clamp_pair", "shape", "fn_output", "features",
-           "resolve_seed", "check_stream_args", "stream", "as_int64_bits", "rows_of"]
+           "resolve_seed", "check_stream_args", "stream", "as_int64_bits", "rows_of",
+           "overlaps_itself", "writable"]
 
 
 def _tname(v) -> str:
@@ -133,6 +134,60 @@ def values(op: str, name: str, t: torch.Tensor, expected: str, good, got=None) -
     flat = t.detach().flatten()
     head = f"{flat[:8].tolist()}"[:-1] + (", ...]" if flat.numel() > 8 else "]")
     raise ValueError(f"{op}: {name} must be {expected}, got {head}")
+
+
+def overlaps_itself(t: torch.Tensor) -> bool:
+    """Whether two elements of ``t`` share memory: an expanded tensor (a stride 0 on a dim of
+    size > 1) or a view with overlapping strides (``as_strided``). Reads only the sizes and
+    strides, never the data, so it costs no device sync.
+
+    Every view that slicing (steps included), narrowing, transposing, permuting or reshaping
+    makes of a dense tensor passes the first test: its strides, sorted, each exceed the span of
+    the smaller dims. Only other ``as_strided`` layouts fall through to the exact test, which
+    lists the storage offset of every element.
+
+    >>> x = torch.zeros(4, 6)
+    >>> [gmkernels._checks.overlaps_itself(v) for v in (x, x[:, ::2], x.t(), x[:, :1].expand(4, 3))]
+    [False, False, False, True]
+    >>> gmkernels._checks.overlaps_itself(x.as_strided((3, 3), (1, 1)))   # rows share elements
+    True
+    """
+    if t.is_contiguous() or t.numel() <= 1:
+        return False
+    dims = sorted((st, n) for n, st in zip(t.shape, t.stride()) if n > 1)
+    if dims[0][0] == 0:
+        return True
+    span = 0
+    for st, n in dims:
+        if st <= span:
+            break
+        span += st * (n - 1)
+    else:
+        return False
+    offsets = torch.zeros((), dtype=torch.int64)
+    for d, (n, st) in enumerate(zip(t.shape, t.stride())):
+        view = [1] * t.dim()
+        view[d] = n
+        offsets = offsets + (torch.arange(int(n), dtype=torch.int64) * int(st)).view(view)
+    return torch.unique(offsets).numel() < t.numel()
+
+
+def writable(op: str, name: str, t: torch.Tensor) -> None:
+    """The tensor an in-place op writes must not overlap itself (:func:`overlaps_itself`): two
+    elements that share memory would each be written, and which write wins depends on the
+    backend and the thread count. Raises ``ValueError``, as torch's own in-place ops refuse
+    such tensors. An inference tensor (made under ``torch.inference_mode()``) can be written
+    only inside inference mode, as torch says for its own in-place ops (``RuntimeError``)."""
+    if (not torch.compiler.is_compiling() and t.is_inference()
+            and not torch.is_inference_mode_enabled()):
+        raise RuntimeError(f"{op}: {name} must not be an inference tensor outside "
+                           "torch.inference_mode() (it has no version counter for autograd), got "
+                           "one; write a .clone() of it, or call inside torch.inference_mode()")
+    if overlaps_itself(t):
+        raise ValueError(
+            f"{op}: {name} must not have overlapping memory (an expanded tensor or a view with "
+            f"overlapping strides), got shape {tuple(t.shape)} with strides {tuple(t.stride())}; "
+            "call .contiguous() / .clone() first")
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ So the draws of a row depend only on (seed, offset, r + sample_offset, m): not o
 size, the device, the backend or the number of threads, and a shard of a batch run with
 ``sample_offset=b`` reproduces rows b, b+1, ... of the full batch exactly.
 
-The fill functions here (``uint32``, ``uniform``, ``normal``, ``bernoulli``, ``rademacher``)
-run on the compiled kernels (CPU/CUDA), on Triton, or on the pure-PyTorch reference
+The fill functions here (``uint32``, ``uniform``, ``normal``, ``bernoulli``, ``rademacher``,
+and the in-place ``uint32_``, ``uniform_``, ``normal_``, ``rademacher_`` that write into a
+tensor the caller owns) run on the compiled kernels (CPU/CUDA), on Triton, or on the
+pure-PyTorch reference
 (:mod:`gmkernels.reference.random`, which also holds :func:`philox4x32_10`). This module is
 the family's one place: the public functions and the fake kernels of its dispatcher ops.
 
@@ -31,7 +33,8 @@ from .reference import random as _ref
 from .reference.random import philox4x32_10, row_view  # noqa: F401  (public: the reference RNG)
 
 __all__ = ["uint32", "uniform", "normal", "bernoulli", "rademacher", "philox4x32_10",
-           "resolve_seed", "check_stream_args", "row_view"]
+           "resolve_seed", "check_stream_args", "row_view",
+           "uint32_", "uniform_", "normal_", "rademacher_"]
 
 
 def _fill(op: str, draw: str, shape, dtype, seed, offset, sample_offset, generator, device):
@@ -144,10 +147,108 @@ def bernoulli(p: torch.Tensor, seed=None, offset: int = 0, sample_offset: int = 
 
 
 # --------------------------------------------------------------------------------------------
+# in-place fills: the same draws written into a tensor the caller owns
+
+def _fill_inplace(op: str, draw: str, out, seed, offset, sample_offset, generator):
+    name = f"gmkernels.random.{draw}_"
+    if draw == "uint32":
+        _checks.tensor(name, "out", out)
+        if out.dtype != torch.int64:
+            raise TypeError(f"{name}: out must be int64 (the words are in [0, 2^32)), "
+                            f"got {out.dtype}")
+    else:
+        _checks.floating(name, "out", out)
+    if torch.is_grad_enabled() and out.requires_grad:
+        raise RuntimeError(f"{name}: out must not require grad (an in-place fill is not "
+                           "differentiable), got a tensor that requires grad; fill it under "
+                           "torch.no_grad()")
+    _checks.writable(name, "out", out)
+    rows, _ = row_view(out.shape)
+    seed, offset, sample_offset = _checks.stream(name, rows, seed, offset, sample_offset, generator)
+    backend = _backend.choose_backend(op, out.device)
+    if backend == "native":  # the op bumps out's version counter (csrc/include/gmk/inplace.h)
+        getattr(torch.ops.gmkernels, op)(out, as_int64_bits(seed), as_int64_bits(offset),
+                                         sample_offset)
+    elif backend == "triton":
+        from .triton import random as _tri
+        _tri.fill_(out, draw, seed, offset, sample_offset)
+        torch.autograd.graph.increment_version(out)  # the kernel wrote out's memory directly
+    elif draw == "uint32":
+        out.copy_(_ref.uint32(out.shape, seed, offset, sample_offset, device=out.device))
+    else:
+        out.copy_(getattr(_ref, draw)(out.shape, seed, offset, sample_offset, dtype=out.dtype,
+                                      device=out.device))
+    return out
+
+
+def uint32_(out: torch.Tensor, seed=None, offset: int = 0, sample_offset: int = 0, *,
+            generator=None) -> torch.Tensor:
+    """Fills the int64 tensor ``out`` in place with :func:`uint32` of its shape and returns it.
+
+    Every in-place fill (``uint32_``, ``uniform_``, ``normal_``, ``rademacher_``) writes the
+    values its out-of-place twin returns for ``out.shape`` and ``out.dtype``, on every backend.
+    ``out`` may have any strides that do not overlap themselves (``out[:, ::2]``, ``out.t()``);
+    an expanded tensor or an ``as_strided`` view whose elements share memory raises
+    ``ValueError``. As torch's in-place ops do, a fill bumps ``out._version`` (a backward that
+    saved ``out`` then raises), and refuses an ``out`` that requires grad while grad mode is on
+    and an inference tensor outside ``torch.inference_mode()`` (``RuntimeError``).
+
+    >>> out = torch.empty(2, 5, dtype=torch.int64)
+    >>> gmkernels.random.uint32_(out, seed=1) is out
+    True
+    >>> torch.equal(out, gmkernels.random.uint32((2, 5), seed=1))
+    True
+    """
+    return _fill_inplace("random_uint32_", "uint32", out, seed, offset, sample_offset, generator)
+
+
+def uniform_(out: torch.Tensor, seed=None, offset: int = 0, sample_offset: int = 0, *,
+             generator=None) -> torch.Tensor:
+    """Fills the floating tensor ``out`` in place with :func:`uniform` of its shape and dtype
+    (see :func:`uint32_` for what every in-place fill shares) and returns it.
+
+    >>> out = torch.empty(3, 4)
+    >>> torch.equal(gmkernels.random.uniform_(out, seed=1),
+    ...             gmkernels.random.uniform((3, 4), seed=1))
+    True
+    """
+    return _fill_inplace("random_uniform_", "uniform", out, seed, offset, sample_offset, generator)
+
+
+def normal_(out: torch.Tensor, seed=None, offset: int = 0, sample_offset: int = 0, *,
+            generator=None) -> torch.Tensor:
+    """Fills the floating tensor ``out`` in place with :func:`normal` of its shape and dtype
+    (see :func:`uint32_` for what every in-place fill shares) and returns it.
+
+    >>> buf = torch.zeros(3, 8)
+    >>> _ = gmkernels.random.normal_(buf[:, ::2], seed=1)          # a strided view of a buffer
+    >>> torch.equal(buf[:, ::2], gmkernels.random.normal((3, 4), seed=1))
+    True
+    >>> bool((buf[:, 1::2] == 0).all())                              # the rest is untouched
+    True
+    """
+    return _fill_inplace("random_normal_", "normal", out, seed, offset, sample_offset, generator)
+
+
+def rademacher_(out: torch.Tensor, seed=None, offset: int = 0, sample_offset: int = 0, *,
+                generator=None) -> torch.Tensor:
+    """Fills the floating tensor ``out`` in place with :func:`rademacher` of its shape and dtype
+    (see :func:`uint32_` for what every in-place fill shares) and returns it.
+
+    >>> out = torch.empty(3, 4, dtype=torch.float64)
+    >>> torch.equal(gmkernels.random.rademacher_(out, seed=1),
+    ...             gmkernels.random.rademacher((3, 4), seed=1, dtype=torch.float64))
+    True
+    """
+    return _fill_inplace("random_rademacher_", "rademacher", out, seed, offset, sample_offset,
+                         generator)
+
+
+# --------------------------------------------------------------------------------------------
 # fake kernels of the dispatcher ops (torch.compile); the fills write in place, so no autograd
 
 def _fill_fake(out, seed, offset, sample_offset):
-    return None
+    return None  # the schemas return nothing: `out` is marked written, `Tensor(a!) out`
 
 
 for _name in ("random_uint32_", "random_uniform_", "random_normal_", "random_rademacher_"):

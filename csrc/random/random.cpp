@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "gmk/checks.h"
+#include "gmk/inplace.h"
 #include "random.h"
 #include "random_ops.h"
 
@@ -18,6 +19,7 @@ RandomPrep random_fill_prepare(const char* op, Draw draw, const at::Tensor& out,
   } else {
     check_floating(op, "out", out);
   }
+  check_writable(op, "out", out);
   RandomPrep p;
   p.st = checked_stream(op, out.sizes(), seed, offset, sample_offset);
   p.view = row_view(out.sizes());
@@ -36,11 +38,23 @@ RandomPrep random_bernoulli_prepare(const char* op, const at::Tensor& p, int64_t
 }  // namespace gmk
 
 TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
-  // Fill ops write `out` in place; the Python wrappers in gmkernels/random.py allocate it.
+  // Fill ops write `out` in place (any strides that do not overlap themselves: gmk/inplace.h);
+  // gmkernels.random.<draw> allocates it, gmkernels.random.<draw>_ takes the caller's.
   // seed/offset carry the bits of uint64 values (docs/spec.md §0); rows are dim 0 of out.
   m.def("random_uint32_(Tensor(a!) out, int seed, int offset, int sample_offset) -> ()");
   m.def("random_uniform_(Tensor(a!) out, int seed, int offset, int sample_offset) -> ()");
   m.def("random_normal_(Tensor(a!) out, int seed, int offset, int sample_offset) -> ()");
   m.def("random_rademacher_(Tensor(a!) out, int seed, int offset, int sample_offset) -> ()");
   m.def("random_bernoulli(Tensor p, int seed, int offset, int sample_offset) -> Tensor");
+}
+
+// The fills are in-place ops: their version counter is bumped, and inputs that require grad
+// are refused (gmk/inplace.h).
+TORCH_LIBRARY_IMPL(gmkernels, Autograd, m) {
+  gmk::register_inplace_dispatch(
+      m, true, {"random_uint32_", "random_uniform_", "random_normal_", "random_rademacher_"});
+}
+TORCH_LIBRARY_IMPL(gmkernels, ADInplaceOrView, m) {
+  gmk::register_inplace_dispatch(
+      m, false, {"random_uint32_", "random_uniform_", "random_normal_", "random_rademacher_"});
 }

@@ -341,6 +341,8 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
       "langevin_step(Tensor x, Tensor grad, Tensor? step_size_t, float step_size, "
       "Tensor? noise_scale_t, float noise_scale, int seed, int offset, int sample_offset, "
       "float? clamp_lo, float? clamp_hi) -> Tensor");
+  // langevin_step_ writes x in place (x must not overlap itself; inputs that share its memory
+  // are read as they were before the step: gmk/inplace.h, sde_ops.h).
   m.def(
       "langevin_step_(Tensor(a!) x, Tensor grad, Tensor? step_size_t, float step_size, "
       "Tensor? noise_scale_t, float noise_scale, int seed, int offset, int sample_offset, "
@@ -400,4 +402,13 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
       "float cx, Tensor? ce_t, float ce, int seed, int offset, int sample_offset, "
       "bool need_cx_grad, bool need_ce_grad, bool need_cn_grad) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+// langevin_step_ is an in-place op: x's version counter is bumped, and inputs that require
+// grad are refused (gmk/inplace.h).
+TORCH_LIBRARY_IMPL(gmkernels, Autograd, m) {
+  gmk::register_inplace_dispatch(m, true, {"langevin_step_"});
+}
+TORCH_LIBRARY_IMPL(gmkernels, ADInplaceOrView, m) {
+  gmk::register_inplace_dispatch(m, false, {"langevin_step_"});
 }

@@ -18,6 +18,7 @@
 
 #include "gmk/checks.h"
 #include "gmk/glue.h"
+#include "gmk/inplace.h"
 #include "sde.h"
 
 namespace gmk {
@@ -171,10 +172,17 @@ void langevin_step_inplace(at::Tensor x, const at::Tensor& grad,
                            std::optional<double> clamp_lo, std::optional<double> clamp_hi) {
   const char* op = "gmkernels.langevin_step_";
   const typename Dev::Guard guard(x.device());
-  const LangevinPrep p = langevin_prepare(op, x, grad, step_size_t, step_size, noise_scale_t,
-                                          noise_scale, seed, offset, sample_offset, clamp_lo,
-                                          clamp_hi);
+  check_writable(op, "x", x);
+  LangevinPrep p = langevin_prepare(op, x, grad, step_size_t, step_size, noise_scale_t,
+                                    noise_scale, seed, offset, sample_offset, clamp_lo, clamp_hi);
   if (p.x.is_same(x)) {
+    // The kernel writes x while it reads grad and the per-row coefficients: an input that
+    // shares x's memory (a shifted view of the same buffer, x.t(), a column of x) is read from
+    // a copy, so that every backend computes the step from the values before it. grad that is
+    // x itself (the same view) needs none: each element is read before it is written.
+    if (p.g.is_alias_of(x) && !same_view(p.g, x)) p.g = p.g.clone();
+    if (p.a_t.defined() && p.a_t.is_alias_of(x)) p.a_t = p.a_t.clone();
+    if (p.c_t.defined() && p.c_t.is_alias_of(x)) p.c_t = p.c_t.clone();
     at::Tensor y = x;
     Dev::langevin(op, p, y);
   } else {  // x had other strides: p.x is a contiguous copy; update it and copy back

@@ -164,17 +164,33 @@ def langevin_step_(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, 
     a fresh output per step is an allocation and a cache miss). Not differentiable: use
     :func:`langevin_step` under autograd.
 
+    Like torch's in-place ops, it bumps ``x._version``, so a backward that saved ``x`` (or a
+    tensor ``x`` is a view of) raises instead of reading the new values. ``x`` may have any
+    strides that do not overlap themselves (``x[:, ::2]``, ``x.t()``); an expanded tensor or an
+    ``as_strided`` view whose elements share memory raises ``ValueError``. ``grad`` and the
+    per-sample coefficients may share memory with ``x`` (``grad`` may be ``x`` itself): they
+    are read as they were before the step, on every backend.
+
     >>> x = torch.randn(8, 2)
     >>> y = gmkernels.langevin_step(x, -x, 0.01, 0.1, seed=0)
+    >>> v = x._version
     >>> gmkernels.langevin_step_(x, -x, 0.01, 0.1, seed=0) is x and torch.allclose(x, y)
     True
+    >>> x._version > v                                  # autograd sees the write
+    True
+    >>> gmkernels.langevin_step_(torch.zeros(4, 1).expand(4, 3), torch.zeros(4, 3), 0.1, 0.1, seed=0)
+    Traceback (most recent call last):
+        ...
+    ValueError: gmkernels.langevin_step_: x must not have overlapping memory (an expanded tensor or a view with overlapping strides), got shape (4, 3) with strides (1, 0); call .contiguous() / .clone() first
     """
     op = "gmkernels.langevin_step_"
-    if torch.is_grad_enabled() and (x.requires_grad or grad.requires_grad):
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
+                                       for t in (x, grad, step_size, noise_scale)):
         raise RuntimeError(f"{op}: in-place step on tensors that require grad; use "
                            "gmkernels.langevin_step (out of place) for autograd, or torch.no_grad()")
     a_t, a, c_t, c, lo, hi, seed, offset, sample_offset = _prepare(
         op, x, grad, step_size, noise_scale, seed, offset, sample_offset, generator, clamp)
+    _checks.writable(op, "x", x)
     backend = _choose("langevin_step_", x.device)
     if backend == "native":
         torch.ops.gmkernels.langevin_step_(x, grad, a_t, a, c_t, c, as_int64_bits(seed),
@@ -192,6 +208,9 @@ def langevin_step_(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, 
 
 if _op_exists("langevin_step_"):
 
+    # The schema returns nothing (x is marked written, `Tensor(a!) x`), so the fake does too.
+    # The version counter and the refusal of inputs that require grad are C++ kernels of the
+    # op (csrc/include/gmk/inplace.h), so direct torch.ops callers get them as well.
     @torch.library.register_fake("gmkernels::langevin_step_")
     def _langevin_inplace_fake(x, grad, a_t, a, c_t, c, seed, offset, sample_offset, lo, hi):
         return None
