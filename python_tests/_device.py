@@ -310,7 +310,8 @@ def snapshot_host_tensors() -> None:
     as a host tensor for the audit: in a GPU run they are created before any test sets its
     device, so they stay on the CPU."""
     global _SNAPSHOT
-    _SNAPSHOT = TensorSet(o for o in gc.get_objects() if isinstance(o, torch.Tensor))
+    # type(o), not isinstance: isinstance reads __class__, which some lazy objects warn about
+    _SNAPSHOT = TensorSet(o for o in gc.get_objects() if issubclass(type(o), torch.Tensor))
 
 
 def new_audit() -> DeviceAudit:

@@ -49,7 +49,8 @@ def ula_stationary_cov(eps):
     has a unique solution when the spectral radius of I - εP is < 1 (ε < 2 λ_min(Σ)), so this
     is it. The mean stays μ exactly. S - Σ = ε/2 I + O(ε²): the O(ε) bias of ULA.
     """
-    return SIGMA @ torch.linalg.inv(torch.eye(2, dtype=torch.float64) - eps * PREC / 2)
+    return SIGMA @ torch.linalg.inv(torch.eye(2, dtype=torch.float64, device=PREC.device)
+                                    - eps * PREC / 2)
 
 
 def check_gaussian_moments(x, mean, cov, k, what):

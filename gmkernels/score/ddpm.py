@@ -46,7 +46,9 @@ class DDPMSchedule:
         if sigma == "beta":
             self.sigmas = torch.sqrt(betas)
         else:
-            prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
+            # on the schedule's device (the CPU), not the default one: cat needs one device
+            prev = torch.cat([torch.ones(1, dtype=torch.float64, device=betas.device),
+                              self.alphas_cumprod[:-1]])
             self.sigmas = torch.sqrt(betas * (1 - prev) / (1 - self.alphas_cumprod))
 
     @property
