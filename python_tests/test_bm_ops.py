@@ -52,7 +52,7 @@ def spins(B, D, dtype=torch.float64, seed=1):
 
 CASES = [(5, 8), (3, 13), (1, 1), (7, 4), (2, 17)]
 # The Triton interpreter runs ~40 updates/s: it takes the dyadic machines and the small random
-# ones; the native kernel covers every case.
+# ones; the native kernels (and the compiled Triton kernels on a GPU) cover every case.
 CHAIN_CASES = [pytest.param(bk, B, D, dy, id=f"{pair_id(bk)}-{B}x{D}-{'dyadic' if dy else 'random_W'}")
                for bk in BACKEND_PARAMS for B, D in CASES for dy in (True, False)
                if not (bk[0] == "triton" and bk[1] == "cpu" and not dy and D > 8)]
@@ -253,9 +253,10 @@ def test_stationary_distribution_matches_exact(device, order, beta):
 
 
 def test_triton_stationary_distribution(triton):
-    """The same check on the Triton kernel (interpreter) at one setting, with N = 3000 chains and
-    12 sweeps (the interpreter is slow; these weak couplings mix in a few sweeps, and the
-    reference and native chains are tied to it bit for bit above)."""
+    """The same check on the Triton kernel (the interpreter here, compiled on a GPU) at one
+    setting, with N = 3000 chains and 12 sweeps (the interpreter is slow; these weak couplings
+    mix in a few sweeps, and the reference and native chains are tied to it bit for bit
+    above)."""
     D, N = 8, 3000
     W, b = couplings(D, torch.float32, seed=42, scale=0.5)
     ex = gmkernels.bm_exact(W, b, 1.0)
