@@ -14,6 +14,7 @@ import gmkernels
 from gmkernels import _backend
 import _device
 from _device import DeviceAudit, TestDevice, device_backend_params, item_device, pair_id
+from _helpers import assert_close
 
 # ---------------------------------------------------------------------------------------------
 # the parameters, for every kind of machine
@@ -207,3 +208,93 @@ def test_audit_passes_code_that_is_right_on_a_gpu():
         x[MODULE_TENSOR.long()[:1]] = 1.0          # indexing with a host index
         return y, z, w
     assert audited(right) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The default device is the tests' convenience, not something the ops may depend on
+
+def _public_op_calls(dev):
+    """One call of every public op on tensors made on `dev` explicitly (drawn on the CPU from
+    one seeded generator, then moved), as a dict name -> zero-argument function."""
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape, dtype=torch.float32, scale=1.0):
+        return (scale * torch.randn(*shape, generator=g, dtype=torch.float64, device="cpu")).to(
+            device=dev, dtype=dtype)
+
+    def u(*shape):
+        return torch.rand(*shape, generator=g, dtype=torch.float64, device="cpu").to(dev)
+
+    x, y, per = r(6, 5), r(6, 5), u(6).float()
+    W, b, c = r(7, 4, dtype=torch.float64), r(7, dtype=torch.float64), r(4, dtype=torch.float64)
+    v = (u(6, 7) < 0.5).double()
+    A = r(5, 5, dtype=torch.float64, scale=0.5)
+    Wbm = ((A + A.T) / 2).fill_diagonal_(0)
+    spins = torch.where(u(4, 5) < 0.5, 1.0, -1.0).double()
+    pw, pu, pb = r(3, 5, scale=0.3), r(3, 5, scale=0.3), r(3)
+    vp = gmkernels.score.VPSDE()
+    ts = torch.tensor([0, 9, 3, 0, 5, 1], device=dev)
+    return {
+        "random.uint32": lambda: gmkernels.random.uint32((4, 5), seed=1, device=dev),
+        "random.uniform": lambda: gmkernels.random.uniform((4, 5), seed=1, device=dev),
+        "random.normal": lambda: gmkernels.random.normal((4, 5), seed=1, device=dev),
+        "random.rademacher": lambda: gmkernels.random.rademacher((4, 5), seed=1, device=dev),
+        "random.bernoulli": lambda: gmkernels.random.bernoulli(per, seed=1),
+        "langevin_step": lambda: gmkernels.langevin_step(x, y, per, 0.3, seed=2),
+        "langevin_step_": lambda: gmkernels.langevin_step_(x.clone(), y, 0.1, per, seed=2),
+        "euler_maruyama_step": lambda: gmkernels.euler_maruyama_step(x, y, per, 0.01, seed=3),
+        "reverse_sde_step": lambda: gmkernels.reverse_sde_step(x, y, per, 0.01, vp, seed=3),
+        "langevin_corrector_step": lambda: gmkernels.langevin_corrector_step(x, y, 0.16,
+                                                                             alpha=per, seed=3),
+        "affine_noise_step": lambda: gmkernels.affine_noise_step(x, y, per, 0.1, per, seed=3),
+        # the schedule built inside the call: it must not depend on the default device either
+        "ddpm_step": lambda: gmkernels.ddpm_step(
+            x, y, ts, gmkernels.score.DDPMSchedule.cosine(10, sigma="posterior"), seed=4),
+        "planar_u_hat": lambda: gmkernels.planar_u_hat(pu, pw),
+        "planar_flow": lambda: gmkernels.planar_flow(x, gmkernels.planar_u_hat(pu, pw), pw, pb),
+        "affine_coupling": lambda: gmkernels.affine_coupling(x, y, x * 0.5,
+                                                             torch.arange(5, device=dev) < 2),
+        "rbm_gibbs": lambda: gmkernels.rbm_gibbs(v, W, b, c, 3, seed=5),
+        "rbm_free_energy": lambda: gmkernels.rbm_free_energy(v, W, b, c),
+        "rbm_log_z_exact": lambda: gmkernels.rbm_log_z_exact(W, b, c),
+        "rbm_ais": lambda: gmkernels.rbm_ais(W, b, c, n_chains=8, n_betas=20, seed=6),
+        "bm_gibbs": lambda: gmkernels.bm_gibbs(spins, Wbm, b[:5], 2, seed=7),
+        "bm_exact": lambda: (lambda e: (e.log_z, e.probs, e.mean))(gmkernels.bm_exact(Wbm, b[:5])),
+    }
+
+
+def _leaves(out):
+    return [out] if isinstance(out, torch.Tensor) else [t for o in out for t in _leaves(o)]
+
+
+def test_every_public_op_is_covered_by_the_default_device_check():
+    public = {n for n in gmkernels.__all__ if callable(getattr(gmkernels, n))}
+    public -= {"build_info", "extension_available", "use_backend"}
+    public |= {f"random.{n}" for n in ("uint32", "uniform", "normal", "rademacher", "bernoulli")}
+    assert public == set(_public_op_calls("cpu")), sorted(public ^ set(_public_op_calls("cpu")))
+
+
+def test_results_do_not_depend_on_the_default_device(device):
+    """Every public op on tensors of the test's device gives the same result whether that device
+    is torch's default device (as in every device-axis test) or another one is (a user who
+    passes CUDA tensors and leaves the default at the CPU; "meta" on any machine): no op makes a
+    tensor on the default device and mixes it in. Same kernel, same inputs, so the same
+    numbers: equal, up to the order in which a CUDA kernel's atomic additions land (tolerance
+    kind "cross_backend" for float results)."""
+    calls = _public_op_calls(device)
+    # "meta" as the default stands in for "a device the tensors are not on" on any machine:
+    # a tensor an op made on the default device would be a meta tensor, which no kernel takes
+    others = ["meta"] + (["cpu"] if device != "cpu" else [])
+    for name, call in calls.items():
+        want = _leaves(call())  # the fixture made `device` the default
+        for other in others:
+            with torch.device(other):
+                got = _leaves(call())
+            assert len(got) == len(want), (name, other)
+            for k, (a, e) in enumerate(zip(got, want)):
+                what = f"{name} output {k}, default device {other}"
+                assert a.device.type == e.device.type == device, (what, a.device, e.device)
+                if a.dtype.is_floating_point:
+                    assert_close(a, e, kind="cross_backend", what=what)
+                else:
+                    assert torch.equal(a, e), what
