@@ -33,7 +33,8 @@
 # ninja is missing) it is the sum, ~14 min: the script then stops at once and says so.
 #
 # Environment (all optional):
-#   PYTHON                  the interpreter with torch (default: python3, else python)
+#   PYTHON                  the interpreter with torch (default: python3 or python, the
+#                           first that imports torch)
 #   MAX_JOBS                compile jobs (default: nproc)
 #   TORCH_CUDA_ARCH_LIST    default 9.0
 #   GMK_GPU_CHECK_SHARDS    parallel pytest processes (default 4; 2 in the dry run)
@@ -57,7 +58,15 @@ OUT="$(cd "$1" && pwd)"
 cd "$ROOT" || exit 2
 
 DRY="${GMK_GPU_CHECK_DRY:-0}"
-PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
+if [[ -z "${PYTHON:-}" ]]; then  # the first of python3, python that has torch
+  for cand in python3 python; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import torch' 2>/dev/null; then
+      PYTHON="$(command -v "$cand")"
+      break
+    fi
+  done
+  PYTHON="${PYTHON:-python3}"
+fi
 NPROC="$(nproc 2>/dev/null || echo 4)"
 export MAX_JOBS="${MAX_JOBS:-$NPROC}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
