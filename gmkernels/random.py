@@ -15,7 +15,9 @@ pure-PyTorch reference
 the family's one place: the public functions and the fake kernels of its dispatcher ops.
 
 Seeds: pass ``seed=None`` to draw one from ``generator`` (or torch's default generator), so
-``torch.manual_seed`` makes a run reproducible.
+``torch.manual_seed`` makes a run reproducible. ``device``: where the fill functions create their
+tensor, by default torch's default device (``torch.get_default_device()``), as ``torch.randn``
+does; the words do not depend on it.
 
 >>> import gmkernels
 >>> z = gmkernels.random.normal((4, 3), seed=7)
@@ -40,7 +42,8 @@ __all__ = ["uint32", "uniform", "normal", "bernoulli", "rademacher", "philox4x32
 def _fill(op: str, draw: str, shape, dtype, seed, offset, sample_offset, generator, device):
     name = f"gmkernels.random.{draw}"
     shape = _checks.shape(name, shape)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    # like torch.randn: the default device (torch.set_default_device / with torch.device(...))
+    device = torch.device(device) if device is not None else torch.get_default_device()
     rows, _ = row_view(shape)
     seed, offset, sample_offset = _checks.stream(name, rows, seed, offset, sample_offset, generator)
     backend = _backend.choose_backend(op, device)

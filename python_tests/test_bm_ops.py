@@ -11,7 +11,8 @@ import torch
 import gmkernels
 from gmkernels.boltzmann import BoltzmannMachine
 from gmkernels.reference import bm as ref
-from conftest import BACKENDS
+from conftest import BACKEND_PARAMS
+from _device import pair_id
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -51,10 +52,10 @@ def spins(B, D, dtype=torch.float64, seed=1):
 
 CASES = [(5, 8), (3, 13), (1, 1), (7, 4), (2, 17)]
 # The Triton interpreter runs ~40 updates/s: it takes the dyadic machines and the small random
-# ones; the native kernel covers every case.
-CHAIN_CASES = [pytest.param(bk, B, D, dy, id=f"{bk}-{B}x{D}-{'dyadic' if dy else 'random_W'}")
-               for bk in BACKENDS for B, D in CASES for dy in (True, False)
-               if not (bk == "triton" and not dy and D > 8)]
+# ones; the native kernels (and the compiled Triton kernels on a GPU) cover every case.
+CHAIN_CASES = [pytest.param(bk, B, D, dy, id=f"{pair_id(bk)}-{B}x{D}-{'dyadic' if dy else 'random_W'}")
+               for bk in BACKEND_PARAMS for B, D in CASES for dy in (True, False)
+               if not (bk[0] == "triton" and bk[1] == "cpu" and not dy and D > 8)]
 
 
 @pytest.mark.parametrize("backend,B,D,dyadic", CHAIN_CASES, indirect=["backend"])
@@ -72,7 +73,7 @@ def test_chains_match_reference(backend, B, D, dtype, order, dyadic):
     assert torch.equal(y0, spins(B, D, dtype)), "the input was modified"
 
 
-def test_backends_agree_on_a_larger_machine():
+def test_backends_agree_on_a_larger_machine(device):
     """CPU kernel vs reference on D = 64, 256 chains, 3 sweeps (~50k decisions) in float32."""
     W, b = couplings(64, torch.float32, seed=3, scale=64 ** -0.5)
     y0 = spins(256, 64, torch.float32)
@@ -81,7 +82,7 @@ def test_backends_agree_on_a_larger_machine():
     assert torch.equal(got, want), f"{(got != want).any(1).sum().item()} of 256 chains differ"
 
 
-def test_triton_and_native_same_chains():
+def test_triton_and_native_same_chains(triton):
     W, b = couplings(19, torch.float32, seed=5)
     y0 = spins(9, 19, torch.float32)
     outs = {}
@@ -123,7 +124,7 @@ def test_empty_and_non_contiguous(backend):
     assert torch.equal(got, want)
 
 
-def test_seed_none_uses_torch_generator():
+def test_seed_none_uses_torch_generator(device):
     W, b = couplings(8)
     y0 = spins(16, 8)
     torch.manual_seed(123)
@@ -228,7 +229,7 @@ def _chi2_pvalue(counts: torch.Tensor, p: torch.Tensor) -> tuple[float, float, i
 
 @pytest.mark.parametrize("order", ["sequential", "random"])
 @pytest.mark.parametrize("beta", [1.0, 0.4])
-def test_stationary_distribution_matches_exact(order, beta):
+def test_stationary_distribution_matches_exact(device, order, beta):
     """D = 8 with random couplings: the final states of N independent chains (distinct rows of
     the stream, so independent) after a burn-in of 60 sweeps from uniform random spins are N
     independent draws from the chain's 60-step law; with couplings of this size (|W_ij| ~ 0.35,
@@ -251,10 +252,11 @@ def test_stationary_distribution_matches_exact(order, beta):
     assert 0.5 * (emp - wrong).abs().sum().item() > bound
 
 
-def test_triton_stationary_distribution():
-    """The same check on the Triton kernel (interpreter) at one setting, with N = 3000 chains and
-    12 sweeps (the interpreter is slow; these weak couplings mix in a few sweeps, and the
-    reference and native chains are tied to it bit for bit above)."""
+def test_triton_stationary_distribution(triton):
+    """The same check on the Triton kernel (the interpreter here, compiled on a GPU) at one
+    setting, with N = 3000 chains and 12 sweeps (the interpreter is slow; these weak couplings
+    mix in a few sweeps, and the reference and native chains are tied to it bit for bit
+    above)."""
     D, N = 8, 3000
     W, b = couplings(D, torch.float32, seed=42, scale=0.5)
     ex = gmkernels.bm_exact(W, b, 1.0)
@@ -268,7 +270,7 @@ def test_triton_stationary_distribution():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_single_site_conditional(dtype):
+def test_single_site_conditional(device, dtype):
     """One sweep from a fixed state: site 0 is updated first, given the initial state, so across
     N identical chains the fraction with y_0 = +1 estimates σ(2β h_0) exactly, h = Wy + b.
     Per-chain β in four groups of 10000 chains; each fraction must lie within 5 binomial standard
@@ -293,7 +295,7 @@ def test_single_site_conditional(dtype):
     assert torch.allclose(flips, want_flip, atol=5 * 0.005), (flips, want_flip)
 
 
-def test_bm_exact_against_brute_force():
+def test_bm_exact_against_brute_force(device):
     D = 4
     W, b = couplings(D, seed=12)
     beta = 0.7
@@ -366,7 +368,7 @@ def test_bad_input(backend):
                                order=args["order"], seed=args["seed"], sample_offset=args["sample_offset"])
 
 
-def test_native_op_checks_values_itself():
+def test_native_op_checks_values_itself(device):
     """torch.ops.gmkernels.bm_gibbs called directly (no Python wrapper) rejects bad values."""
     W, b = couplings(5)
     y = spins(4, 5)
@@ -386,7 +388,7 @@ def test_native_op_checks_values_itself():
 # --------------------------------------------------------------------------------------------
 # Dispatcher integration.
 
-def test_opcheck():
+def test_opcheck(device):
     W, b = couplings(7, torch.float32)
     y = spins(5, 7, torch.float32)
     torch.library.opcheck(torch.ops.gmkernels.bm_gibbs, (y, W, b, 3, None, 0.9, 0, 5, 1, 0))
@@ -394,7 +396,7 @@ def test_opcheck():
                           (y, W, b, 2, torch.rand(5), 1.0, 1, 5, 1, 3))
 
 
-def test_torch_compile_fullgraph():
+def test_torch_compile_fullgraph(device):
     W, b = couplings(9, torch.float32)
     y = spins(6, 9, torch.float32)
 

@@ -138,7 +138,7 @@ def test_every_op_has_a_cpu_kernel_and_a_fake():
 
 
 @pytest.mark.parametrize("name", sorted(OP_SAMPLES))
-def test_opcheck_every_op(name):
+def test_opcheck_every_op(name, device):
     """opcheck (schema, fake vs real, autograd registration, AOT dispatch) of one call per op."""
     if name not in registered_ops():  # test_every_registered_op_has_a_sample names it
         pytest.fail(f"gmkernels::{name} is not registered")

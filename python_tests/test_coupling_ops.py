@@ -196,7 +196,7 @@ def test_maf_inverse_and_iaf_forward_are_mask_zero(backend):
 
 @pytest.mark.parametrize("scale,clamp", VARIANTS)
 @pytest.mark.parametrize("inverse", [False, True])
-def test_logdet_is_slogdet_of_the_jacobian(scale, clamp, inverse):
+def test_logdet_is_slogdet_of_the_jacobian(device, scale, clamp, inverse):
     """A whole coupling layer, s and t computed from the pass part of x by a fixed nonlinear
     map: the op's logdet equals slogdet of the autograd Jacobian of x -> y (float64, D = 6)."""
     g = torch.Generator().manual_seed(11)
@@ -269,7 +269,7 @@ def test_only_logdet_or_only_y_used(backend):
         assert_close(gs, ws, rtol=1e-12, atol=1e-12, what=f"output {pick} only: grad s")
 
 
-def test_opcheck():
+def test_opcheck(device):
     g = torch.Generator().manual_seed(2)
     for shape, mkind, inverse, scale, clamp in [((4, 6), "half", False, 0, None),
                                                 ((2, 3, 4, 4), "checker", True, 1, 2.5),
@@ -286,7 +286,7 @@ def test_opcheck():
                                clamp))
 
 
-def test_compile_parity():
+def test_compile_parity(device):
     """The op traces under torch.compile(fullgraph=True), forward and backward."""
     x, s, t, g = make((16, 3, 4, 4), torch.float32)
     mask = _mask("checker", x.shape, g)

@@ -31,13 +31,13 @@ PREC = torch.linalg.inv(SIGMA)
 
 def gauss_score(x):
     """∇log N(x; MU, SIGMA) = -SIGMA^{-1}(x - MU), rows of x (B, 2)."""
-    return (MU.to(x.dtype) - x) @ PREC.to(x.dtype)       # PREC is symmetric
+    return (MU.to(x) - x) @ PREC.to(x)       # PREC is symmetric (.to(x): x's dtype and device)
 
 
 def gauss_energy(x):
     """E(x) = ½ (x - MU)^T SIGMA^{-1} (x - MU) per row, so -∇E is gauss_score."""
-    d = x - MU.to(x.dtype)
-    return 0.5 * ((d @ PREC.to(x.dtype)) * d).sum(dim=1)
+    d = x - MU.to(x)
+    return 0.5 * ((d @ PREC.to(x)) * d).sum(dim=1)
 
 
 def ula_stationary_cov(eps):
@@ -49,7 +49,8 @@ def ula_stationary_cov(eps):
     has a unique solution when the spectral radius of I - εP is < 1 (ε < 2 λ_min(Σ)), so this
     is it. The mean stays μ exactly. S - Σ = ε/2 I + O(ε²): the O(ε) bias of ULA.
     """
-    return SIGMA @ torch.linalg.inv(torch.eye(2, dtype=torch.float64) - eps * PREC / 2)
+    return SIGMA @ torch.linalg.inv(torch.eye(2, dtype=torch.float64, device=PREC.device)
+                                    - eps * PREC / 2)
 
 
 def check_gaussian_moments(x, mean, cov, k, what):
@@ -58,7 +59,7 @@ def check_gaussian_moments(x, mean, cov, k, what):
     For n iid N(m, S) samples: SE(mean_j) = sqrt(S_jj / n); the sample covariance entry has
     Var(ŝ_jk) = (S_jj S_kk + S_jk²) / n (Isserlis; the n-1 vs n correction is O(1/n) smaller).
     """
-    x = x.double()
+    x = x.double().cpu()  # the statistics on the host, beside mean and cov
     n = x.shape[0]
     m_hat, c_hat = x.mean(0), torch.cov(x.T)
     se_m = (torch.diagonal(cov) / n).sqrt()
@@ -77,7 +78,7 @@ def check_gaussian_moments(x, mean, cov, k, what):
 # --------------------------------------------------------------------------------------------
 # statistics
 
-def test_langevin_gaussian_moments():
+def test_langevin_gaussian_moments(device):
     # ULA on N(μ, Σ) with a non-diagonal Σ (eigenvalues 0.360 and 1.390), 20000 independent
     # chains started at 0 (far from μ = (1, -2) in Σ's metric), ε = 0.1, K = 150 steps.
     #
@@ -99,7 +100,7 @@ def test_langevin_gaussian_moments():
           f"z(cov vs Sigma) {z_sigma.tolist()}")
 
 
-def test_sgld_quadratic_energy_moments():
+def test_sgld_quadratic_energy_moments(device):
     # SGLD on E = ½ (x-μ)^T Σ^{-1} (x-μ) with the default noise: a = λ/2, c = sqrt(λ) is ULA
     # with ε = λ/2 on N(μ, Σ), so the stationary law is N(μ, S_{λ/2}) (ula_stationary_cov).
     # λ = 0.2 (ε = 0.1), K = 150, n = 10000: as in test_langevin_gaussian_moments the
@@ -114,7 +115,7 @@ def test_sgld_quadratic_energy_moments():
           f"z(cov vs Sigma) {z_sigma.tolist()}")
 
 
-def test_sgld_equals_langevin_with_half_step():
+def test_sgld_equals_langevin_with_half_step(device):
     # Same seed and offsets, so the same noise: SGLD(λ) on E is ULA(ε = λ/2) on -∇E. The
     # gradients differ only by float rounding (autograd vs the closed form), and the chain
     # contracts, so the paths agree to a few float32 ulps of |x| ≈ 3.
@@ -134,12 +135,12 @@ MIX_S = 1.0
 
 def mixture_score(x, sigma):
     v = MIX_S ** 2 + sigma ** 2
-    logits = torch.log(MIX_W.to(x.dtype)) - (x - MIX_M.to(x.dtype)) ** 2 / (2 * v)  # (B, 2)
+    logits = torch.log(MIX_W.to(x)) - (x - MIX_M.to(x)) ** 2 / (2 * v)  # (B, 2)
     r = torch.softmax(logits, dim=1)
-    return (r * (MIX_M.to(x.dtype) - x)).sum(dim=1, keepdim=True) / v
+    return (r * (MIX_M.to(x) - x)).sum(dim=1, keepdim=True) / v
 
 
-def test_annealed_langevin_mixture_weights():
+def test_annealed_langevin_mixture_weights(device):
     # Annealed Langevin recovers the weights from a poor start: every chain starts in the
     # *minor* mode (x0 ~ N(4, 1)). Plain Langevin from there keeps them (measured, n = 10^4,
     # 1000 steps on the σ = 0.3 score: 98.5% still nearest the minor mode with ε = 0.0135,
@@ -180,7 +181,7 @@ def test_annealed_langevin_mixture_weights():
 # --------------------------------------------------------------------------------------------
 # clamp
 
-def test_sgld_clamp_keeps_samples_in_range():
+def test_sgld_clamp_keeps_samples_in_range(device):
     # a linear energy pushes every chain up (its autograd gradient is an expanded constant);
     # the clamp must hold it in [-1, 1] at every step, with noise on.
     x0 = torch.rand(500, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -191,7 +192,7 @@ def test_sgld_clamp_keeps_samples_in_range():
     assert (x == 1.0).float().mean() > 0.5        # the push is 0.3 per step against noise 0.3
 
 
-def test_langevin_clamp():
+def test_langevin_clamp(device):
     x0 = torch.zeros(200, 2)
     x = langevin_sample(lambda x: torch.full_like(x, 50.0), x0, 5, 0.1, seed=0, clamp=(-0.5, 0.25))
     assert x.min() >= -0.5 and x.max() <= 0.25 and torch.all(x == 0.25)
@@ -225,7 +226,7 @@ def _x0(shape=(6, 3, 2)):
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_seed_reproducibility(name):
+def test_seed_reproducibility(device, name):
     run = SAMPLERS[name]
     x0 = _x0()
     a, b = run(x0, seed=17), run(x0, seed=17)
@@ -246,7 +247,7 @@ def test_seed_reproducibility(name):
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_x0_not_modified_and_trajectory(name):
+def test_x0_not_modified_and_trajectory(device, name):
     run = SAMPLERS[name]
     x0 = _x0((3, 6, 2)).transpose(1, 2)          # (3, 2, 6), non-contiguous
     keep = x0.clone()
@@ -261,14 +262,14 @@ def test_x0_not_modified_and_trajectory(name):
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_sample_offset_shards(name):
+def test_sample_offset_shards(device, name):
     run = SAMPLERS[name]
     x0 = _x0()
     full = run(x0, seed=8)
     assert torch.equal(run(x0[2:], seed=8, sample_offset=2), full[2:])
 
 
-def test_langevin_offset_per_step():
+def test_langevin_offset_per_step(device):
     # step k uses offset + k: 4 + 3 steps continued from the end equal 7 steps at once
     x0 = _x0()
     full = langevin_sample(_score3, x0, 7, 0.05, seed=4, offset=10)
@@ -281,7 +282,7 @@ def test_langevin_offset_per_step():
     assert torch.equal(one, ref)
 
 
-def test_sgld_offset_and_noise_scale():
+def test_sgld_offset_and_noise_scale(device):
     x0 = _x0()
     one = sgld_sample(_energy3, x0, 1, 0.2, noise_scale=0.05, seed=4, offset=3)
     ref = gmkernels.langevin_step(x0, -x0, 0.1, 0.05, seed=4, offset=3)
@@ -291,7 +292,7 @@ def test_sgld_offset_and_noise_scale():
     assert torch.allclose(gd, x0 * 0.9 ** 5, rtol=1e-5, atol=1e-6)
 
 
-def test_annealed_levels_and_global_offsets():
+def test_annealed_levels_and_global_offsets(device):
     # level i, step t: a = α_i/2, c = sqrt(α_i), α_i = ε σ_i²/σ_L², offset + i T + t; so the run
     # is L plain Langevin runs with ε_i = α_i / 2 chained at offsets offset + i T.
     sig, T, eps, off = [3.0, 1.5, 0.5], 4, 0.01, 100
@@ -309,7 +310,7 @@ def test_annealed_levels_and_global_offsets():
     assert torch.equal(got, got_t)
 
 
-def test_annealed_denoise():
+def test_annealed_denoise(device):
     sig = [2.0, 1.0, 0.5]
     x0 = _x0()
     plain = annealed_langevin_sample(_score3s, x0, sig, n_steps_each=3, eps=0.01, seed=2)
@@ -320,7 +321,7 @@ def test_annealed_denoise():
     assert torch.equal(traj[-2], plain) and torch.equal(traj[-1], den)
 
 
-def test_per_sample_step_and_zero_steps():
+def test_per_sample_step_and_zero_steps(device):
     x0 = _x0()
     a = langevin_sample(_score3, x0, 5, 0.05, seed=1)
     b = langevin_sample(_score3, x0, 5, torch.full((6,), 0.05), seed=1)
@@ -329,7 +330,7 @@ def test_per_sample_step_and_zero_steps():
     assert torch.equal(z, x0) and z is not x0 and traj.shape == (1, *x0.shape)
 
 
-def test_float64_and_no_grad_context():
+def test_float64_and_no_grad_context(device):
     x0 = _x0().double()
     with torch.no_grad():                     # sgld enables grad for its own gradient
         x = sgld_sample(_energy3, x0, 3, 0.1, seed=0)

@@ -99,7 +99,7 @@ def test_gradcheck(backend, per_sample):
 
 @pytest.mark.parametrize("per_sample", [False, True])
 @pytest.mark.parametrize("D", [1, 2, 5, 8])
-def test_logdet_is_slogdet_of_jacobian(per_sample, D):
+def test_logdet_is_slogdet_of_jacobian(device, per_sample, D):
     """logdet of the fused op (native kernel, default backend) == log|det J| of the whole
     K-layer transform, J from PyTorch autograd through the plain reference (independent of the
     kernel and its backward), and through the op's own backward."""
@@ -123,7 +123,7 @@ def test_logdet_is_slogdet_of_jacobian(per_sample, D):
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
-def test_opcheck(per_sample):
+def test_opcheck(device, per_sample):
     z, u, w, b = params(6, 3, 4, per_sample, torch.float32, seed=6)
     for t in (z, u, w, b):
         t.requires_grad_(True)
@@ -136,7 +136,7 @@ def test_opcheck(per_sample):
 
 
 @pytest.mark.slow
-def test_compile_fullgraph_parity():
+def test_compile_fullgraph_parity(device):
     def loss_fn(z, u, w, b):
         x, ld = gmkernels.planar_flow(z, gmkernels.planar_u_hat(u, w), w, b)
         return (x * x).sum() - ld.sum(), x
@@ -198,7 +198,7 @@ def test_extremes_are_finite(backend, dtype, per_sample):
 # planar_u_hat
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_u_hat_matches_paper_formula(dtype):
+def test_u_hat_matches_paper_formula(device, dtype):
     g = torch.Generator().manual_seed(8)
     u, w = torch.randn(50, 7, generator=g, dtype=dtype), torch.randn(50, 7, generator=g, dtype=dtype)
     got = gmkernels.planar_u_hat(u, w)
@@ -212,7 +212,7 @@ def test_u_hat_matches_paper_formula(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_u_hat_extremes(dtype):
+def test_u_hat_extremes(device, dtype):
     """û·w > -1 and no NaN/inf for w·u = ±1e4, ±50, -17 (where -1 + softplus rounds to -1 in
     float32), w = 0, w = 1e-30, and huge u; gradients finite too."""
     D = 4
@@ -269,7 +269,7 @@ def test_bad_input(args, exc, match):
         gmkernels.planar_flow(*args)
 
 
-def test_bad_input_reaches_the_op_checks():
+def test_bad_input_reaches_the_op_checks(device):
     # the dispatcher op checks too (callers that skip the Python wrapper)
     with pytest.raises(ValueError, match="b must be \\(K,\\)"):
         torch.ops.gmkernels.planar_flow(torch.zeros(3, 2), torch.zeros(2, 2), torch.zeros(2, 2),

@@ -45,7 +45,7 @@ def test_known_answer_through_fill_op(backend):
     assert w.flatten().tolist() == list(KATS[0][2]), [hex(v) for v in w.flatten().tolist()]
 
 
-def test_stream_mapping_matches_spec():
+def test_stream_mapping_matches_spec(device):
     # Element m of row r at (seed, offset, sample_offset) is word m%4 of
     # counter (m//4, r + sample_offset, lo32(offset), hi32(offset)) under key (lo32, hi32)(seed).
     seed, offset, so = 0x299F31D0A4093822, 0x0370734413198A2E, 9
@@ -122,7 +122,7 @@ def test_bernoulli_identical(backend, shape):
     assert bool((gmkernels.random.bernoulli(torch.ones(100), 1) == 1).all())
 
 
-def test_non_contiguous_out_and_p():
+def test_non_contiguous_out_and_p(device):
     # The out= layout is a property of the dispatcher op (the Triton path has its own test).
     out = torch.empty(9, 130).t()               # (130, 9), not contiguous
     torch.ops.gmkernels.random_normal_(out, 5, 1, 0)
@@ -184,12 +184,13 @@ def test_seed_none_follows_torch_manual_seed(backend):
 
 
 # ---------------------------------------------------------------------------------------------
-# statistics (native backend; the other backends equal it word for word above)
+# statistics (the native kernels of each device; the other backends equal them word for word
+# above)
 
 N_STAT = 2**20
 
 
-def test_uniform_moments_and_ks():
+def test_uniform_moments_and_ks(device):
     scipy_stats = pytest.importorskip("scipy.stats")
     u = gmkernels.random.uniform((1024, N_STAT // 1024), seed=2024, dtype=torch.float64).flatten()
     # mean 1/2, variance 1/12: SE of the mean sqrt(1/12/n) = 2.8e-4, of the variance
@@ -200,11 +201,11 @@ def test_uniform_moments_and_ks():
     assert abs(v - 1 / 12) < 5 * math.sqrt((1 / 80 - 1 / 144) / n), v
     assert float(u.min()) >= 0 and float(u.max()) < 1
     # KS at a fixed seed: a correct generator gives p > 0.001 except 1 time in 1000.
-    p = scipy_stats.kstest(u[:200000].numpy(), "uniform").pvalue
+    p = scipy_stats.kstest(u[:200000].cpu().numpy(), "uniform").pvalue
     assert p > 1e-3, f"KS p-value {p:.3g}"
 
 
-def test_normal_moments_ks_and_independence():
+def test_normal_moments_ks_and_independence(device):
     scipy_stats = pytest.importorskip("scipy.stats")
     z = gmkernels.random.normal((1024, N_STAT // 1024), seed=7, dtype=torch.float64)
     x = z.flatten()
@@ -218,7 +219,7 @@ def test_normal_moments_ks_and_independence():
     assert abs(v - 1) < 5 * math.sqrt(2 / n), v
     assert abs(skew) < 5 * math.sqrt(6 / n), skew
     assert abs(kurt) < 5 * math.sqrt(24 / n), kurt
-    p = scipy_stats.kstest(x[:200000].numpy(), "norm").pvalue
+    p = scipy_stats.kstest(x[:200000].cpu().numpy(), "norm").pvalue
     assert p > 1e-3, f"KS p-value {p:.3g}"
     # Neighbours share a counter (n0/n1 come from one Box-Muller pair) or a row: their
     # correlation must vanish; SE of a sample correlation is 1/sqrt(n).
@@ -229,7 +230,7 @@ def test_normal_moments_ks_and_independence():
         assert abs(r) < 5 / math.sqrt(a.numel()), f"{what}: correlation {r:.3g}"
 
 
-def test_rademacher_and_bernoulli_rates():
+def test_rademacher_and_bernoulli_rates(device):
     s = gmkernels.random.rademacher((512, 1024), seed=3)
     # P(+1) = 1/2: SE of the mean sign is 1/sqrt(n)
     assert abs(s.mean().item()) < 5 / math.sqrt(s.numel())
@@ -264,7 +265,7 @@ def test_bad_dtype_and_p():
         gmkernels.random.uniform((3, -1), 1)
 
 
-def test_dispatcher_op_checks_limits_itself():
+def test_dispatcher_op_checks_limits_itself(device):
     # Called directly, without the Python wrapper, the op still refuses bad streams.
     with pytest.raises(ValueError, match="sample_offset"):
         torch.ops.gmkernels.random_uniform_(torch.empty(4), 1, 0, 2**32 - 2)
@@ -274,14 +275,14 @@ def test_dispatcher_op_checks_limits_itself():
 
 @pytest.mark.parametrize("name", ["random_uint32_", "random_uniform_", "random_normal_",
                                   "random_rademacher_"])
-def test_opcheck_fill_ops(name):
+def test_opcheck_fill_ops(name, device):
     dtype = torch.int64 if name == "random_uint32_" else torch.float32
     op = getattr(torch.ops.gmkernels, name)
     for shape in [(5, 7), (3,), ()]:
         torch.library.opcheck(op, (torch.empty(shape, dtype=dtype), 3, 2**40, 1))
 
 
-def test_opcheck_bernoulli():
+def test_opcheck_bernoulli(device):
     torch.library.opcheck(torch.ops.gmkernels.random_bernoulli, (torch.rand(6, 5), 3, 1, 0))
 
 

@@ -83,7 +83,7 @@ def test_gibbs_float32_close_to_reference(backend, beta):
     assert torch.equal(h[~near], hr[~near]), f"{int((h != hr)[~near].sum())} samples differ"
 
 
-def test_gibbs_steps_compose_and_shard():
+def test_gibbs_steps_compose_and_shard(device):
     """k steps at offset o == k one-step calls at o, o+2, ...; a shard with sample_offset
     reproduces its rows of the full batch."""
     W, b, c = make_rbm(9, 5, seed=6)
@@ -101,7 +101,7 @@ def test_gibbs_steps_compose_and_shard():
         assert torch.allclose(a[17:29], s_, rtol=1e-13, atol=1e-15)
 
 
-def test_gibbs_seed_from_generator():
+def test_gibbs_seed_from_generator(device):
     W, b, c = make_rbm(6, 4)
     v0 = bits(8, 6)
     torch.manual_seed(123)
@@ -140,7 +140,7 @@ def gibbs_kernel_matrix(V, W, b, c, beta=1.0):
     return p_h_given_v @ p_v_given_h
 
 
-def test_stationary_distribution_6x4():
+def test_stationary_distribution_6x4(device):
     """N independent chains from uniform random bits, k steps each, vs the exact p(v) over all
     64 visible states; half the chains at beta = 1, half at beta = 0.6 (per-chain beta).
 
@@ -186,7 +186,7 @@ def brute_log_z(W, b, c):
 
 @pytest.mark.parametrize("nv,nh", [(5, 4), (3, 7), (6, 6), (1, 1)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_log_z_exact_vs_brute_force(nv, nh, dtype):
+def test_log_z_exact_vs_brute_force(device, nv, nh, dtype):
     W, b, c = make_rbm(nv, nh, dtype, seed=nv + nh)
     got = gmkernels.rbm_log_z_exact(W, b, c)
     want = brute_log_z(W.double(), b.double(), c.double())
@@ -194,7 +194,7 @@ def test_log_z_exact_vs_brute_force(nv, nh, dtype):
     assert abs(got.item() - want.item()) < 1e-10 * max(1.0, abs(want.item())), (got.item(), want.item())
 
 
-def test_log_z_exact_chunked_and_large_weights():
+def test_log_z_exact_chunked_and_large_weights(device):
     """Several chunks (2^14 states x 600 others > the 2^22-value chunk) vs the one-shot
     reference; and weights large enough that a naive exp would overflow stay finite."""
     W, b, c = make_rbm(600, 14, seed=2, scale=0.3)
@@ -215,7 +215,7 @@ def brute_free_energy(v, W, b, c):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_free_energy_vs_brute_force(dtype):
+def test_free_energy_vs_brute_force(device, dtype):
     W, b, c = make_rbm(7, 5, seed=8, scale=2.0)
     v = bits(19, 7)
     want = brute_free_energy(v, W, b, c)
@@ -229,7 +229,7 @@ def test_free_energy_vs_brute_force(dtype):
 
 
 @pytest.mark.parametrize("B", [0, 1, 23])
-def test_free_energy_matches_reference_noncontiguous(B):
+def test_free_energy_matches_reference_noncontiguous(device, B):
     W, b, c = make_rbm(13, 9, seed=9)
     v = bits(13, B).t()
     got = gmkernels.rbm_free_energy(v, noncontig(W), b, c)
@@ -237,7 +237,7 @@ def test_free_energy_matches_reference_noncontiguous(B):
     assert_close(got, want, rtol=1e-13, atol=1e-13, what="free energy")
 
 
-def test_free_energy_gradients():
+def test_free_energy_gradients(device):
     W, b, c = make_rbm(6, 5, seed=10)
     v = torch.rand(7, 6, dtype=torch.float64)  # F is smooth in v: real-valued v for the v-gradient
     args = [t.clone().requires_grad_() for t in (v, W, b, c)]
@@ -254,7 +254,7 @@ def test_free_energy_gradients():
 # ------------------------------------------------------------------------------------------
 # AIS
 
-def test_ais_default_settings_12_hidden():
+def test_ais_default_settings_12_hidden(device):
     """Default settings (100 chains, 10000 betas): within 3 SE and within 0.05 nats of the
     exact log Z on an RBM with 12 hidden units (and 20 visible)."""
     W, b, c = make_rbm(20, 12, seed=21, scale=0.7)
@@ -266,7 +266,7 @@ def test_ais_default_settings_12_hidden():
         f"AIS {est:.4f} ± {se:.4f} vs exact {exact:.4f} (diff {est - exact:+.4f})"
 
 
-def test_ais_float32_and_base_rate():
+def test_ais_float32_and_base_rate(device):
     W, b, c = make_rbm(16, 12, torch.float32, seed=22, scale=0.5)
     exact = gmkernels.rbm_log_z_exact(W, b, c).item()
     data = gmkernels.rbm_gibbs(bits(500, 16, torch.float32), W, b, c, 50, seed=1)[0]
@@ -320,7 +320,7 @@ def test_bad_input():
             fn()
 
 
-def test_bad_input_reaches_the_kernel_checks():
+def test_bad_input_reaches_the_kernel_checks(device):
     """The C++ checks name the argument too (for callers of torch.ops.gmkernels directly)."""
     W, b, c = make_rbm(6, 4)
     v0 = bits(5, 6)
@@ -337,7 +337,7 @@ def test_bad_input_reaches_the_kernel_checks():
 # ------------------------------------------------------------------------------------------
 # opcheck and torch.compile
 
-def test_opcheck():
+def test_opcheck(device):
     W, b, c = make_rbm(7, 5)
     v0 = bits(6, 7)
     beta = torch.rand(6, dtype=torch.float64)
@@ -353,7 +353,7 @@ def test_opcheck():
                            4, None, 1, 0))
 
 
-def test_compile_fullgraph_parity():
+def test_compile_fullgraph_parity(device):
     W, b, c = make_rbm(9, 6, torch.float32, seed=30)
     v0 = bits(16, 9, torch.float32)
     Wg = W.clone().requires_grad_()

@@ -17,7 +17,6 @@ import torch
 import gmkernels
 import _helpers
 from _helpers import assert_close, assert_equal, tol
-from conftest import BACKENDS
 from gmkernels.reference import random as ref_random
 from gmkernels.reference import sde as ref
 from gmkernels.score import DDPMSchedule, VESDE, VPSDE, subVPSDE
@@ -186,13 +185,13 @@ def _op_args(shape, per_sample, requires_grad=False):
 @pytest.mark.parametrize("per_sample", [False, True])
 @pytest.mark.parametrize("requires_grad", [False, True])
 @pytest.mark.parametrize("clamp", [(None, None), (-1.0, 1.0)])
-def test_opcheck(per_sample, requires_grad, clamp):
+def test_opcheck(device, per_sample, requires_grad, clamp):
     x, g, a_t, a, c_t, c = _op_args((6, 5), per_sample, requires_grad)
     torch.library.opcheck(torch.ops.gmkernels.langevin_step,
                           (x, g, a_t, a, c_t, c, 3, 2**33, 1) + clamp)
 
 
-def test_opcheck_inplace_and_backward():
+def test_opcheck_inplace_and_backward(device):
     x, g, a_t, a, c_t, c = _op_args((6, 5), True)
     torch.library.opcheck(torch.ops.gmkernels.langevin_step_, (x, g, a_t, a, c_t, c, 3, 1, 0, None, None))
     y = torch.randn(6, 5)
@@ -201,7 +200,7 @@ def test_opcheck_inplace_and_backward():
 
 
 @pytest.mark.slow
-def test_compile_fullgraph_parity():
+def test_compile_fullgraph_parity(device):
     def step(x, g, a):
         y = gmkernels.langevin_step(x, g, a, 0.3, seed=7, offset=4)
         return (y * y).sum(), y
@@ -257,7 +256,7 @@ def test_inplace_refuses_autograd():
         gmkernels.langevin_step_(x, torch.zeros(3, 2), 0.1, 0.1, seed=0)
 
 
-def test_dispatcher_op_checks_arguments_itself():
+def test_dispatcher_op_checks_arguments_itself(device):
     x = torch.zeros(3, 2)
     with pytest.raises(ValueError, match="grad must have the shape of x"):
         torch.ops.gmkernels.langevin_step(x, torch.zeros(2, 3), None, 0.1, None, 0.1, 0, 0, 0, None, None)
@@ -408,14 +407,6 @@ def test_triton_langevin_backward_empty_and_flags(tri):
 STEP_SHAPES = [(7,), (2, 3, 4, 5), (130, 33)]
 SDES = {"ve": VESDE(0.01, 10.0), "vp": VPSDE(0.1, 20.0), "subvp": subVPSDE(0.1, 20.0)}
 SEED, OFF, SOFF = 2**40 + 3, 5, 2
-
-
-@pytest.fixture(params=BACKENDS + ["reference"])
-def any_backend(request):
-    """native / triton (what runs here) and the wrapper's reference path (which checks the
-    wrapper's argument handling and dispatch)."""
-    with gmkernels.use_backend(request.param):
-        yield request.param
 
 
 def make_n(shape, dtype, n=2, seed=0, noncontig=False, scale=1.0):
@@ -676,7 +667,7 @@ def test_corrector_refuses_autograd(any_backend):
 
 @pytest.mark.parametrize("diff_kind,requires_grad", [("float", False), ("per_sample", True),
                                                      ("full", True)])
-def test_opcheck_euler_maruyama(diff_kind, requires_grad):
+def test_opcheck_euler_maruyama(device, diff_kind, requires_grad):
     x, f = make_n((6, 5), torch.float32)
     g_t = {"float": None, "per_sample": per_row((6,), torch.float32), "full": f.abs()}[diff_kind]
     if requires_grad:
@@ -686,7 +677,7 @@ def test_opcheck_euler_maruyama(diff_kind, requires_grad):
     torch.library.opcheck(torch.ops.gmkernels.euler_maruyama_step, (x, f, g_t, 0.5, -0.1, 3, 2**33, 1))
 
 
-def test_opcheck_euler_maruyama_backward():
+def test_opcheck_euler_maruyama_backward(device):
     gy = torch.randn(6, 5)
     for g_t, need in [(None, False), (torch.rand(6), True), (torch.rand(6, 5), True)]:
         torch.library.opcheck(torch.ops.gmkernels.euler_maruyama_step_backward,
@@ -695,7 +686,7 @@ def test_opcheck_euler_maruyama_backward():
 
 @pytest.mark.parametrize("kind,predictor,per_sample,pf", [(0, 0, False, False), (1, 1, True, False),
                                                          (2, 1, False, True), (0, 1, True, False)])
-def test_opcheck_reverse_sde_step(kind, predictor, per_sample, pf):
+def test_opcheck_reverse_sde_step(device, kind, predictor, per_sample, pf):
     x, s = make_n((6, 5), torch.float32)
     x.requires_grad_()
     s.requires_grad_()
@@ -705,7 +696,7 @@ def test_opcheck_reverse_sde_step(kind, predictor, per_sample, pf):
                           (x, s, t_t, 0.4, 0.01, kind, p0, p1, predictor, pf, 3, 2, 1))
 
 
-def test_opcheck_reverse_sde_step_backward():
+def test_opcheck_reverse_sde_step_backward(device):
     gy = torch.randn(6, 5)
     torch.library.opcheck(torch.ops.gmkernels.reverse_sde_step_backward,
                           (gy, per_row((6,), torch.float32), 0.0, 0.01, 1, 0.1, 20.0, 1, False, [6, 5]))
@@ -714,14 +705,14 @@ def test_opcheck_reverse_sde_step_backward():
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
-def test_opcheck_langevin_corrector(per_sample):
+def test_opcheck_langevin_corrector(device, per_sample):
     x, s = make_n((6, 5), torch.float32)
     a_t = per_row((6,), torch.float32) if per_sample else None
     torch.library.opcheck(torch.ops.gmkernels.langevin_corrector_step, (x, s, a_t, 1.0, 0.16, 3, 1, 0))
 
 
 @pytest.mark.parametrize("per_sample,requires_grad", [(False, False), (True, True)])
-def test_opcheck_affine_noise_step(per_sample, requires_grad):
+def test_opcheck_affine_noise_step(device, per_sample, requires_grad):
     x, e = make_n((6, 5), torch.float32)
     cs = [per_row((6,), torch.float32, seed=k) if per_sample else None for k in range(3)]
     if requires_grad:
@@ -732,7 +723,7 @@ def test_opcheck_affine_noise_step(per_sample, requires_grad):
                           (x, e, cs[0], 1.1, cs[1], 0.2, cs[2], 0.3, 3, 2**40, 1))
 
 
-def test_opcheck_affine_noise_step_backward():
+def test_opcheck_affine_noise_step_backward(device):
     gy, x, e = make_n((6, 5), torch.float32, n=3)
     cx_t, ce_t = per_row((6,), torch.float32), per_row((6,), torch.float32, seed=2)
     torch.library.opcheck(torch.ops.gmkernels.affine_noise_step_backward,
@@ -815,7 +806,7 @@ def test_bad_sde_parameters():
 
 
 @pytest.mark.slow
-def test_steps_compile_fullgraph_parity():
+def test_steps_compile_fullgraph_parity(device):
     def step(x, s, t, c):
         y = gmkernels.reverse_sde_step(x, s, t, 0.01, SDES["vp"], seed=7, offset=4)
         z = gmkernels.affine_noise_step(y, s, c, 0.1, 0.2, seed=7, offset=5)
@@ -1078,8 +1069,10 @@ def test_triton_langevin_corrector_long_rows_and_non_contiguous(tri, monkeypatch
     from gmkernels.triton import _philox
 
     # programs of 8 counters (32 elements) so that rows of 70 span 3 tiles, as long rows do
-    # on a GPU (256 counters per program): the norms are added from per-tile partials
+    # on a GPU (256 counters per program): the norms are added from per-tile partials (the
+    # interpreter's and the GPU's program size both, whichever this run uses)
     monkeypatch.setattr(_philox, "INTERPRET_GROUPS_PER_PROGRAM", 8)
+    monkeypatch.setattr(_philox, "GPU_GROUPS_PER_PROGRAM", 8)
     x, s, _ = _tri_inputs((3, 70), torch.float32, seed=6)
     s[1] = 0
     got = tri.langevin_corrector_step_fwd(x, s, None, 1.0, 0.16, *STREAM)

@@ -101,10 +101,10 @@ def default_betas(n_betas: int, dtype=torch.float64, device=None) -> torch.Tenso
     n1 = max(1, round(n_betas * 500 / 14500))
     n2 = max(1, round(n_betas * 4000 / 14500))
     n3 = max(1, n_betas - n1 - n2 - 1)
-    parts = [torch.linspace(0.0, 0.5, n1 + 1, dtype=torch.float64)[:-1],
-             torch.linspace(0.5, 0.9, n2 + 1, dtype=torch.float64)[:-1],
-             torch.linspace(0.9, 1.0, n3 + 1, dtype=torch.float64)]
-    return torch.cat(parts).to(dtype=dtype, device=device)
+    parts = [torch.linspace(0.0, 0.5, n1 + 1, dtype=torch.float64, device=device)[:-1],
+             torch.linspace(0.5, 0.9, n2 + 1, dtype=torch.float64, device=device)[:-1],
+             torch.linspace(0.9, 1.0, n3 + 1, dtype=torch.float64, device=device)]
+    return torch.cat(parts).to(dtype=dtype)
 
 
 def rbm_ais(W, b, c, betas, n_chains, base_visible_bias=None, seed=0, offset=0, *,

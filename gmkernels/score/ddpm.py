@@ -33,7 +33,8 @@ class DDPMSchedule:
     """
 
     def __init__(self, betas, sigma: str = "beta"):
-        betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+        # the tables live on the CPU whatever the default device (as_tensor would follow it)
+        betas = torch.as_tensor(betas, dtype=torch.float64, device="cpu").detach()
         if betas.dim() != 1 or betas.numel() == 0:
             raise ValueError(f"DDPMSchedule: betas must be a non-empty 1-D sequence, got shape "
                              f"{tuple(betas.shape)}")
@@ -46,7 +47,9 @@ class DDPMSchedule:
         if sigma == "beta":
             self.sigmas = torch.sqrt(betas)
         else:
-            prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
+            # on the schedule's device (the CPU), not the default one: cat needs one device
+            prev = torch.cat([torch.ones(1, dtype=torch.float64, device=betas.device),
+                              self.alphas_cumprod[:-1]])
             self.sigmas = torch.sqrt(betas * (1 - prev) / (1 - self.alphas_cumprod))
 
     @property
@@ -70,7 +73,7 @@ class DDPMSchedule:
         (0.0001, 0.02)
         """
         T = cls._steps(T)
-        return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), sigma)
+        return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64, device="cpu"), sigma)
 
     @classmethod
     def cosine(cls, T: int = 1000, s: float = 0.008, sigma: str = "beta") -> "DDPMSchedule":
@@ -82,7 +85,7 @@ class DDPMSchedule:
         (True, 0.999)
         """
         T = cls._steps(T)
-        u = torch.arange(T + 1, dtype=torch.float64) / T
+        u = torch.arange(T + 1, dtype=torch.float64, device="cpu") / T
         f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
         ab = f / f[0]
         return cls(torch.clamp(1 - ab[1:] / ab[:-1], max=0.999), sigma)
