@@ -37,7 +37,8 @@ __all__ = ["uint32", "uniform", "normal", "bernoulli", "rademacher", "philox4x32
 def _fill(op: str, draw: str, shape, dtype, seed, offset, sample_offset, generator, device):
     name = f"gmkernels.random.{draw}"
     shape = _checks.shape(name, shape)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = _checks.device(name, "device", device)
+    _checks.rows_limit(name, "shape", shape)
     rows, _ = row_view(shape)
     seed, offset, sample_offset = _checks.stream(name, rows, seed, offset, sample_offset, generator)
     backend = _backend.choose_backend(op, device)

@@ -170,6 +170,8 @@ def langevin_step_(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, 
     True
     """
     op = "gmkernels.langevin_step_"
+    _checks.tensor(op, "x", x)
+    _checks.tensor(op, "grad", grad)
     if torch.is_grad_enabled() and (x.requires_grad or grad.requires_grad):
         raise RuntimeError(f"{op}: in-place step on tensors that require grad; use "
                            "gmkernels.langevin_step (out of place) for autograd, or torch.no_grad()")
