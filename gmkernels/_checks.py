@@ -43,8 +43,8 @@ U32 = 1 << 32
 
 __all__ = ["tensor", "floating", "like", "same_dtype", "same_device", "values", "real",
            "integer", "boolean", "choice", "per_sample", "clamp_pair", "shape", "fn_output", "features",
-           "resolve_seed", "check_stream_args", "stream", "as_int64_bits", "rows_of",
-           "overlaps_itself", "writable"]
+           "function", "generator", "device", "finite_state", "rows_limit", "resolve_seed",
+           "check_stream_args", "stream", "as_int64_bits", "rows_of", "overlaps_itself", "writable"]
 
 
 def _tname(v) -> str:
@@ -64,9 +64,19 @@ def tensor(op: str, name: str, v) -> None:
         raise TypeError(f"{op}: {name} must be a tensor, got {_tname(v)}")
 
 
+def _not_meta(op: str, name: str, v: torch.Tensor) -> None:
+    # A meta tensor has a shape and no values: every op reads values (or draws noise for
+    # them), so it is refused here rather than failing inside a backend. (torch.compile's
+    # fake tensors are not meta tensors: they report the device they stand for.)
+    if v.is_meta:
+        raise ValueError(f"{op}: {name} must be on a CPU or CUDA device (a tensor with values), "
+                         "got a meta tensor")
+
+
 def floating(op: str, name: str, v, dtypes=None) -> None:
-    """v is a tensor of a floating dtype (one of ``dtypes`` when given)."""
+    """v is a tensor of a floating dtype (one of ``dtypes`` when given), not on the meta device."""
     tensor(op, name, v)
+    _not_meta(op, name, v)
     if dtypes is not None:
         if v.dtype not in dtypes:
             want = " or ".join(str(d).replace("torch.", "") for d in dtypes)
@@ -103,6 +113,7 @@ def features(op: str, name: str, x, dim: int, ref_name: str, ref: torch.Tensor) 
     (the model's parameter called ``ref_name``)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a tensor, got {_tname(x)}")
+    _not_meta(op, name, x)
     if x.dim() != 2 or x.shape[1] != dim:
         raise ValueError(f"{op}: {name} must have shape (B, {dim}), got {tuple(x.shape)}")
     same_dtype(op, name, x, ref_name, ref)
@@ -224,14 +235,21 @@ def real(op: str, name: str, v, lo=None, hi=None, *, lo_open=False, hi_open=Fals
     return v
 
 
-def integer(op: str, name: str, v, lo=None) -> int:
-    """An int (not a bool), >= lo when given."""
+def _pow2(v: int) -> str:
+    return f"2^{v.bit_length() - 1}" if v > 1024 and v & (v - 1) == 0 else str(v)
+
+
+def integer(op: str, name: str, v, lo=None, hi=None) -> int:
+    """An int (not a bool), >= lo and < hi when given (``hi`` exclusive: a count of rows
+    below 2^32, of steps below 2^63)."""
     if type(v) is not int:
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise TypeError(f"{op}: {name} must be an int, got {_tname(v)}")
         v = int(v)
     if lo is not None and v < lo:
         raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
+    if hi is not None and v >= hi:
+        raise ValueError(f"{op}: {name} must be < {_pow2(hi)}, got {v}")
     return v
 
 
@@ -239,6 +257,46 @@ def boolean(op: str, name: str, v) -> bool:
     if not isinstance(v, bool):
         raise TypeError(f"{op}: {name} must be a bool, got {_tname(v)}")
     return v
+
+
+def function(op: str, name: str, fn) -> None:
+    """fn is callable (a score, an energy, a noise predictor)."""
+    if not callable(fn):
+        raise TypeError(f"{op}: {name} must be a callable, got {_tname(fn)}")
+
+
+def generator(op: str, name: str, g) -> None:
+    """g is None or a torch.Generator."""
+    if g is not None and not isinstance(g, torch.Generator):
+        raise TypeError(f"{op}: {name} must be a torch.Generator or None, got {_tname(g)}")
+
+
+def device(op: str, name: str, v) -> torch.device:
+    """None (the CPU) or a device (a torch.device, a string like "cuda:0", an index) that
+    holds values: the meta device is refused."""
+    if v is None:
+        return torch.device("cpu")
+    if isinstance(v, bool) or not isinstance(v, (torch.device, str, int)):
+        raise TypeError(f"{op}: {name} must be a torch.device, a device string or None, got "
+                        f"{_tname(v)}")
+    try:
+        d = torch.device(v)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{op}: {name} must name a device (e.g. 'cpu', 'cuda:0'), got {v!r}") from None
+    if d.type == "meta":
+        raise ValueError(f"{op}: {name} must be a device with values (e.g. 'cpu', 'cuda'), got 'meta'")
+    return d
+
+
+def finite_state(op: str, state: dict, prefix: str, names) -> None:
+    """The floating tensors ``prefix + name`` of a state dict that are present are finite (a
+    checkpoint of a diverged run is refused where it loads, not found later as NaN samples)."""
+    for n in names:
+        t = state.get(prefix + n)
+        if isinstance(t, torch.Tensor) and t.dtype.is_floating_point:
+            # read on the host whatever the device: a load is rare, a sampler step is not
+            values(op, n, t.detach().cpu(), "finite", torch.isfinite,
+                   got=lambda v: f"{v[~torch.isfinite(v)][:8].tolist()} among its values")
 
 
 def choice(op: str, name: str, v, options) -> None:
@@ -323,6 +381,13 @@ def shape(op: str, v, *, batch: bool = False) -> tuple[int, ...]:
     if any(s < 0 for s in v):
         raise ValueError(f"{op}: shape must have sizes >= 0, got {v}")
     return v
+
+
+def rows_limit(op: str, name: str, shape) -> None:
+    """A shape whose rows (dim 0) fit the stream: fewer than 2^32 (docs/spec.md §0)."""
+    if shape and shape[0] >= U32:
+        raise ValueError(f"{op}: {name} must have fewer than 2^32 rows (dim 0, the rows of the "
+                         f"stream, docs/spec.md §0), got {tuple(shape)}")
 
 
 def fn_output(op: str, fn_name: str, y, x: torch.Tensor) -> None:

@@ -42,8 +42,10 @@ __all__ = ["uint32", "uniform", "normal", "bernoulli", "rademacher", "philox4x32
 def _fill(op: str, draw: str, shape, dtype, seed, offset, sample_offset, generator, device):
     name = f"gmkernels.random.{draw}"
     shape = _checks.shape(name, shape)
-    # like torch.randn: the default device (torch.set_default_device / with torch.device(...))
-    device = torch.device(device) if device is not None else torch.get_default_device()
+    # like torch.randn: None is the default device (torch.set_default_device / with torch.device(...))
+    device = (_checks.device(name, "device", device) if device is not None
+              else torch.get_default_device())
+    _checks.rows_limit(name, "shape", shape)
     rows, _ = row_view(shape)
     seed, offset, sample_offset = _checks.stream(name, rows, seed, offset, sample_offset, generator)
     backend = _backend.choose_backend(op, device)

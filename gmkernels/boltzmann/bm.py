@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from .. import _checks
-from .._checks import resolve_seed
+from .._checks import U32, U64, as_int64_bits, resolve_seed
+from .._enums import ORDERS
 from .._progress import progress_bar
 from ..ops.bm import bm_energy, bm_exact, bm_gibbs, check_couplings  # noqa: F401
 
@@ -28,7 +29,10 @@ class BoltzmannMachine(nn.Module):
     symmetrized), and ``b`` (d,). Buffers: the persistent chains of :meth:`fit` and the
     stream position they have used, so a saved model resumes its chains.
 
-    Inputs: every y is (N, d) with the dtype and device of ``W`` and spins in {-1, +1}.
+    Inputs: every y is (N, d) with the dtype and device of ``W`` and spins in {-1, +1};
+    anything else (a 0, a NaN) is refused with a ``ValueError`` naming it, and so is a
+    checkpoint (``load_state_dict``) whose W is not finite, symmetric with a zero diagonal, or
+    whose chains are not spins.
 
     >>> bm = gmkernels.boltzmann.BoltzmannMachine(8)
     >>> bm
@@ -57,6 +61,14 @@ class BoltzmannMachine(nn.Module):
         return f"d={self.d}, dtype={self.W.dtype}"
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        op = "BoltzmannMachine.load_state_dict"
+        W, b = state_dict.get(prefix + "W"), state_dict.get(prefix + "b")
+        if isinstance(W, torch.Tensor) and isinstance(b, torch.Tensor):
+            check_couplings(op, W.detach().cpu(), b.detach().cpu())
+        chains = state_dict.get(prefix + "chains")
+        if isinstance(chains, torch.Tensor) and chains.dtype.is_floating_point:
+            _checks.values(op, "chains", chains.detach().cpu(), "-1 or +1 (spins)",
+                           lambda v: (v == 1) | (v == -1))
         # The persistent chains' count is not fixed by the model: take the saved buffer's shape.
         saved = state_dict.get(prefix + "chains")
         if isinstance(saved, torch.Tensor):
@@ -96,7 +108,13 @@ class BoltzmannMachine(nn.Module):
                order: str = "sequential", seed=None, offset: int = 0,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples: ``n`` chains started at ``init`` (n, d) (default: uniform random spins
-        from ``generator``) run for ``n_sweeps`` sweeps of :func:`gmkernels.bm_gibbs`.
+        drawn from ``seed``) run for ``n_sweeps`` sweeps of :func:`gmkernels.bm_gibbs`. ``seed``
+        None draws one from ``generator`` (or torch's default generator), so the same seed
+        gives the same samples.
+
+        ``init`` must have exactly ``n`` rows (``n < 2^32``, the rows of the stream), ``beta``
+        is a float or a per-chain (n,) tensor >= 0, and the sweeps use stream positions
+        ``offset .. offset + n_sweeps - 1``, which must fit below 2^64.
 
         >>> bm = gmkernels.boltzmann.BoltzmannMachine(3)
         >>> with torch.no_grad():
@@ -106,13 +124,24 @@ class BoltzmannMachine(nn.Module):
         True
         """
         op = "BoltzmannMachine.sample"
-        n = _checks.integer(op, "n", n, 0)
-        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0)
-        y = self._random_spins(n, generator) if init is None else self._check_data(op, "init", init)
-        if init is not None and y.shape[0] != n:
-            raise ValueError(f"{op}: init must have n = {n} rows, got {y.shape[0]}")
-        return bm_gibbs(y, self.W.detach(), self.b.detach(), n_sweeps, beta=beta, order=order,
-                        seed=resolve_seed(seed, generator), offset=offset)
+        n = _checks.integer(op, "n", n, 0, U32)
+        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0, 1 << 63)
+        _checks.choice(op, "order", order, ORDERS)
+        _checks.generator(op, "generator", generator)
+        if init is not None:
+            self._check_data(op, "init", init)
+            if init.shape[0] != n:
+                raise ValueError(f"{op}: init must have n = {n} rows, got {init.shape[0]}")
+        seed, offset, _ = _checks.stream(op, n, seed, offset, 0, generator)
+        if offset + n_sweeps > U64:
+            raise ValueError(f"{op}: offset + n_sweeps must be <= 2^64 (sweep s uses offset + s), "
+                             f"got {offset} + {n_sweeps}")
+        y = self._random_spins(n, torch.Generator().manual_seed(seed % (1 << 63))) \
+            if init is None else init
+        beta_t, beta_f = _checks.per_sample(op, "beta", beta, y, unit="per-chain")
+        return bm_gibbs(y, self.W.detach(), self.b.detach(), n_sweeps,
+                        beta=beta_f if beta_t is None else beta_t, order=order, seed=seed,
+                        offset=offset)
 
     # ------------------------------------------------------------------ exact (small d)
     @torch.no_grad()
@@ -124,6 +153,7 @@ class BoltzmannMachine(nn.Module):
         >>> round(float(ex.log_z), 6), round(float(ex.probs.sum()), 12)  # log 2^3; they sum to 1
         (2.079442, 1.0)
         """
+        beta = _checks.real("BoltzmannMachine.exact", "beta", beta, 0.0)
         return bm_exact(self.W.detach(), self.b.detach(), beta)
 
     @torch.no_grad()
@@ -154,10 +184,17 @@ class BoltzmannMachine(nn.Module):
         parameters settle instead of jittering at the chains' noise level.
 
         The chains persist across calls (buffer ``chains``); their stream is ``seed`` (drawn
-        from ``generator`` on the first call when None) at consecutive offsets.
+        from ``generator`` on the first call when None) at consecutive offsets. The chains'
+        starting points and the mini-batch permutations are drawn from a generator seeded by
+        (seed, offset), so the same seed gives the same fit whatever torch's global generator
+        holds.
 
         Args:
-            data: (N, d) spins in {-1, +1}, W's dtype.
+            data: (N, d) spins in {-1, +1}, N >= 1, W's dtype.
+            epochs, n_chains (< 2^32), n_sweeps, batch_size: ints >= 1.
+            lr: finite, > 0. weight_decay: finite, >= 0. momentum: in [0, 1).
+            seed: None or an int in [0, 2^64); the sweeps must fit the stream:
+                ``offset + n_sweeps · steps <= 2^64``.
             progress: show a progress bar over the epochs (default False, as every loop
                 of gmkernels).
         Returns:
@@ -175,33 +212,50 @@ class BoltzmannMachine(nn.Module):
         if N == 0:
             raise ValueError(f"{op}: data must have at least one row, got shape {tuple(data.shape)}")
         _checks.boolean(op, "progress", progress)
-        for name, v in (("epochs", epochs), ("n_chains", n_chains), ("n_sweeps", n_sweeps)):
-            _checks.integer(op, name, v, 1)
+        _checks.boolean(op, "lr_decay", lr_decay)
+        epochs = _checks.integer(op, "epochs", epochs, 1)
+        n_chains = _checks.integer(op, "n_chains", n_chains, 1, U32)
+        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 1, 1 << 63)
         lr = _checks.real(op, "lr", lr, 0.0, lo_open=True)
+        weight_decay = _checks.real(op, "weight_decay", weight_decay, 0.0)
+        momentum = _checks.real(op, "momentum", momentum, 0.0, 1.0, hi_open=True)
+        _checks.choice(op, "order", order, ORDERS)
+        _checks.generator(op, "generator", generator)
         bs = N if batch_size is None else _checks.integer(op, "batch_size", batch_size, 1)
-        self._symmetrize_()
-        if self.chains.shape[0] != n_chains:
-            idx = torch.randint(0, N, (n_chains,), generator=generator)
-            self.chains = data[idx.to(data.device)].clone()  # start the chains at data points
-        if int(self.stream[0]) < 0 or seed is not None:
-            s = resolve_seed(seed, generator)
-            self.stream[0] = s - (1 << 64) if s >= (1 << 63) else s
-            self.stream[1] = 0
-        seed_u = int(self.stream[0]) % (1 << 64)
+        if seed is not None:
+            _checks.check_stream_args(op, seed, 0, 0, n_chains)
         steps_per_epoch = (N + bs - 1) // bs
+        # not started: the buffer's initial [-1, 0] (a seed >= 2^63 is stored as a negative int64)
+        restart = seed is not None or (int(self.stream[0]) == -1 and int(self.stream[1]) == 0)
+        offset = 0 if restart else int(self.stream[1]) % U64
+        if offset + n_sweeps * steps_per_epoch * epochs > U64:
+            raise ValueError(f"{op}: n_sweeps, epochs and the batches must fit the stream: offset + "
+                             f"n_sweeps * batches * epochs <= 2^64, got {offset} + "
+                             f"{n_sweeps * steps_per_epoch * epochs}")
+        self._symmetrize_()
+        if restart:
+            self.stream[0] = as_int64_bits(resolve_seed(seed, generator))
+            self.stream[1] = 0
+        seed_u = int(self.stream[0]) % U64
+        # chain starts and permutations from (seed, offset), never from torch's global generator
+        gen = torch.Generator().manual_seed((seed_u + offset * 0x9E3779B97F4A7C15) % (1 << 63))
+        if self.chains.shape[0] != n_chains:
+            idx = torch.randint(0, N, (n_chains,), generator=gen)
+            self.chains = data[idx.to(data.device)].clone()  # start the chains at data points
         tau = max(1.0, epochs * steps_per_epoch / 10)
         vW = torch.zeros_like(self.W)
         vb = torch.zeros_like(self.b)
         history = []
         t = 0
         for _ in progress_bar(range(epochs), progress, "BoltzmannMachine.fit", leave=True):
-            perm = torch.randperm(N, generator=generator).to(data.device) if bs < N else None
+            perm = torch.randperm(N, generator=gen).to(data.device) if bs < N else None
             worst = 0.0
             for k in range(steps_per_epoch):
                 batch = data if perm is None else data[perm[k * bs:(k + 1) * bs]]
                 self.chains = bm_gibbs(self.chains, self.W, self.b, n_sweeps, order=order,
-                                       seed=seed_u, offset=int(self.stream[1]))
-                self.stream[1] += n_sweeps
+                                       seed=seed_u, offset=offset)
+                offset += n_sweeps
+                self.stream[1] = as_int64_bits(offset % U64)
                 c_data = batch.T @ batch / batch.shape[0]
                 c_model = self.chains.T @ self.chains / n_chains
                 gW = c_data - c_model - weight_decay * self.W

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import _checks
-from .._checks import U64, as_int64_bits, resolve_seed
+from .._checks import U32, U64, as_int64_bits, resolve_seed
 from .._progress import progress_bar
 from ..ops import rbm as _ops
 
@@ -38,7 +38,9 @@ class RBM(nn.Module):
     fit) and ``stream`` (their Philox seed and next offset; seed -1 before the first fit).
 
     Inputs: every v is (B, n_visible) with the dtype and device of ``W`` and values in [0, 1]
-    (binary data in {0, 1}; probabilities work where the method says so).
+    (binary data in {0, 1}; probabilities work where the method says so). A value outside
+    [0, 1], a NaN, or a checkpoint with non-finite parameters is refused with a ``ValueError``
+    naming it (values are read for CPU tensors).
 
     Randomness: every sampling call takes ``seed`` (None: drawn from ``generator`` / torch's
     default generator, so ``torch.manual_seed`` reproduces a run).
@@ -60,6 +62,7 @@ class RBM(nn.Module):
         n_visible = _checks.integer("RBM", "n_visible", n_visible, 1)
         n_hidden = _checks.integer("RBM", "n_hidden", n_hidden, 1)
         init_std = _checks.real("RBM", "init_std", init_std, 0.0)
+        _checks.generator("RBM", "generator", generator)
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"RBM: dtype must be float32 or float64, got {dtype}")
         W = torch.randn(n_visible, n_hidden, dtype=dtype, generator=generator) * init_std
@@ -71,7 +74,17 @@ class RBM(nn.Module):
         # (seed, next offset) of the persistent chains' stream; -1: not started.
         self.register_buffer("stream", torch.tensor([-1, 0], dtype=torch.int64))
 
+    @staticmethod
+    def _check_state(op: str, state: dict, prefix: str = "") -> None:
+        """A checkpoint's values: finite parameters and base biases, chains in [0, 1]."""
+        _checks.finite_state(op, state, prefix, ("W", "b", "c", "base_visible_bias"))
+        chains = state.get(prefix + "chains")
+        if isinstance(chains, torch.Tensor) and chains.dtype.is_floating_point:
+            _checks.values(op, "chains", chains.detach().cpu(), "in [0, 1]",
+                           lambda t: (t >= 0) & (t <= 1))
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self._check_state("RBM.load_state_dict", state_dict, prefix)
         # The persistent chains' count is not fixed by the model: take the saved buffer's shape.
         saved = state_dict.get(prefix + "chains")
         if isinstance(saved, torch.Tensor) and saved.dim() == 2:
@@ -131,6 +144,10 @@ class RBM(nn.Module):
         [0, 1]; None: uniform random bits). Returns (n, n_visible) samples, or their last
         visible probabilities when ``return_probs`` (smoother pictures).
 
+        ``init`` must have exactly ``n`` rows (one chain per sample), ``n < 2^32`` (the rows of
+        the stream); ``beta`` is a float or a per-chain (n,) tensor; the chains draw at stream
+        positions ``1 .. 2k`` of ``seed``, so ``k < 2^63``.
+
         >>> rbm = gmkernels.boltzmann.RBM(4, 3)
         >>> with torch.no_grad():
         ...     _ = rbm.b.fill_(2.0)                           # p(v_i = 1) ≈ σ(2) = 0.88
@@ -139,19 +156,21 @@ class RBM(nn.Module):
         True
         """
         op = "RBM.sample"
-        n = _checks.integer(op, "n", n, 0)
-        k = _checks.integer(op, "k", k, 0)
+        n = _checks.integer(op, "n", n, 0, U32)
+        k = _checks.integer(op, "k", k, 0, 1 << 63)  # offsets 1 .. 2k
         _checks.boolean(op, "return_probs", return_probs)
-        seed = resolve_seed(seed, generator)
-        if init is None:
-            u = torch.rand(n, self.n_visible, generator=torch.Generator().manual_seed(seed % (1 << 63)))
-            init = (u < 0.5).to(self.W.dtype).to(self.W.device)
-        else:
+        _checks.generator(op, "generator", generator)
+        if init is not None:
             self._check_v(op, "init", init)
             if init.shape[0] != n:
                 raise ValueError(f"{op}: init must have n = {n} rows, got {init.shape[0]}")
-        v, _, pv, _ = _ops.rbm_gibbs(init, self.W, self.b, self.c, k, beta=beta, seed=seed,
-                                     offset=1)
+        seed, _, _ = _checks.stream(op, n, seed, 1, 0, generator)
+        if init is None:
+            u = torch.rand(n, self.n_visible, generator=torch.Generator().manual_seed(seed % (1 << 63)))
+            init = (u < 0.5).to(self.W.dtype).to(self.W.device)
+        beta_t, beta_f = _checks.per_sample(op, "beta", beta, init, None, unit="per-chain")
+        v, _, pv, _ = _ops.rbm_gibbs(init, self.W, self.b, self.c, k,
+                                     beta=beta_f if beta_t is None else beta_t, seed=seed, offset=1)
         return pv if return_probs else v
 
     # ------------------------------------------------------------------ training
@@ -173,7 +192,13 @@ class RBM(nn.Module):
         (or, on the first call, one drawn from ``generator`` when None) restarts the stream.
 
         Args:
-            data: (N, n_visible) in [0, 1] (binary data, or probabilities), W's dtype.
+            data: (N, n_visible), N >= 1, W's dtype and device, values in [0, 1]: binary data,
+                or probabilities (the gradient estimates take v as the data's expectation;
+                Hinton 2010, §3.2). Anything else (2, -1, NaN) is refused.
+            epochs, k (>= 1), batch_size (>= 1), n_chains (>= 1, < 2^32): ints.
+            lr: finite, > 0. weight_decay: finite, >= 0. momentum: in [0, 1).
+            seed: None or an int in [0, 2^64); every update takes 2k stream positions, and
+                they must fit: ``offset + 2 k · batches · epochs <= 2^64``.
             progress: show a progress bar over the epochs (default False, as every loop
                 of gmkernels).
         Returns:
@@ -201,14 +226,24 @@ class RBM(nn.Module):
         N = data.shape[0]
         if N == 0:
             raise ValueError(f"{op}: data must have at least one row, got shape {tuple(data.shape)}")
-        nc = batch_size if n_chains is None else _checks.integer(op, "n_chains", n_chains, 1)
+        nc = batch_size if n_chains is None else _checks.integer(op, "n_chains", n_chains, 1, U32)
+        _checks.generator(op, "generator", generator)
+        if seed is not None:
+            _checks.check_stream_args(op, seed, 0, 0, nc)
         W, b, c = self.W, self.b, self.c
         with torch.no_grad():
-            if int(self.stream[0]) < 0 or seed is not None:
+            # not started: the buffer's initial [-1, 0] (a seed >= 2^63 is stored as a negative
+            # int64, so the sign alone does not say it)
+            restart = seed is not None or (int(self.stream[0]) == -1 and int(self.stream[1]) == 0)
+            offset = 0 if restart else int(self.stream[1]) % U64
+            total = 2 * k * ((N + batch_size - 1) // batch_size) * epochs
+            if offset + total > U64:
+                raise ValueError(f"{op}: k, epochs and the batches must fit the stream: offset + "
+                                 f"2 k * batches * epochs <= 2^64, got {offset} + {total}")
+            if restart:
                 self.stream[0] = as_int64_bits(resolve_seed(seed, generator))
                 self.stream[1] = 0
             seed = int(self.stream[0]) % U64
-            offset = int(self.stream[1])
             # permutations and chain starts from (seed, offset): a resumed fit draws new ones
             perm_gen = torch.Generator().manual_seed((seed + offset * 0x9E3779B97F4A7C15) % (1 << 63))
             self.base_visible_bias.copy_(_ops.base_rate_visible_bias(data).to(W.dtype))
@@ -227,7 +262,7 @@ class RBM(nn.Module):
                     start = self.chains if persistent else v
                     vk, _, pvk, _ = _ops.rbm_gibbs(start, W, b, c, k, seed=seed, offset=offset)
                     offset += 2 * k
-                    self.stream[1] = as_int64_bits(offset)
+                    self.stream[1] = as_int64_bits(offset % U64)
                     if persistent:
                         self.chains = vk
                     else:
@@ -258,7 +293,13 @@ class RBM(nn.Module):
         >>> abs(ais - exact) < 3 * se + 0.02                    # AIS agrees within its error
         True
         """
-        _checks.choice("RBM.log_partition", "method", method, ("ais", "exact"))
+        op = "RBM.log_partition"
+        _checks.choice(op, "method", method, ("ais", "exact"))
+        n_chains = _checks.integer(op, "n_chains", n_chains, 2, U32)
+        n_betas = _checks.integer(op, "n_betas", n_betas, 3)
+        _checks.generator(op, "generator", generator)
+        if seed is not None:
+            _checks.check_stream_args(op, seed, 0, 0, n_chains)
         if method == "exact":
             return float(_ops.rbm_log_z_exact(self.W, self.b, self.c)), 0.0
         lz, se = _ops.rbm_ais(self.W, self.b, self.c, n_chains=n_chains, n_betas=n_betas,
@@ -330,15 +371,26 @@ class RBM(nn.Module):
     @classmethod
     def load(cls, path, map_location=None) -> "RBM":
         """An RBM from :meth:`save`'s file, read with ``weights_only=True`` (no pickled code);
-        its persistent chains resume. (See :meth:`save` for an example.)
+        its persistent chains resume. (See :meth:`save` for an example.) A file whose
+        parameters are not finite, or whose chains are not in [0, 1], is refused with a
+        ``ValueError`` (so is ``load_state_dict`` of such a state).
 
         >>> rbm = gmkernels.boltzmann.RBM(3, 2)
         >>> import io; buf = io.BytesIO(); rbm.save(buf); _ = buf.seek(0)
         >>> gmkernels.boltzmann.RBM.load(buf)
         RBM(n_visible=3, n_hidden=2)
         """
+        op = "RBM.load"
         sd = torch.load(path, map_location=map_location, weights_only=True)
-        nv, nh = sd["W"].shape
+        W = sd.get("W") if isinstance(sd, dict) else None
+        if not (isinstance(W, torch.Tensor) and W.dim() == 2 and W.dtype in (torch.float32,
+                                                                             torch.float64)):
+            got = (f"W of shape {tuple(W.shape)} ({W.dtype})" if isinstance(W, torch.Tensor)
+                   else f"a {type(sd).__name__}" + (" without W" if isinstance(sd, dict) else ""))
+            raise ValueError(f"{op}: the file must hold an RBM state dict with W a 2-D float32 or "
+                             f"float64 tensor (n_visible, n_hidden), got {got}")
+        cls._check_state(op, sd)
+        nv, nh = W.shape
         m = cls(nv, nh, dtype=sd["W"].dtype, device=sd["W"].device)
         # files written before the chains were buffers: start without chains
         sd.setdefault("chains", m.chains)

@@ -38,7 +38,8 @@ class PlanarFlow(nn.Module):
 
     Works in float32 and float64 on any device (``.to(...)`` as any module; the amortized
     flow follows the dtype / device of ``params``). Every input x or z is (B, D) with the
-    dtype and device of the parameters (``u``, or ``params`` when amortized).
+    dtype and device of the parameters (``u``, or ``params`` when amortized). ``load_state_dict``
+    refuses a state whose u, w or b are not finite.
 
     >>> from gmkernels.flows import PlanarFlow
     >>> flow = PlanarFlow(2, 32)
@@ -83,8 +84,16 @@ class PlanarFlow(nn.Module):
         return f"dim={self.dim}, n_layers={self.n_layers}, amortized={self.amortized}"
 
     # ----------------------------------------------------------------------------------------
-    def _check(self, op: str, name: str, x, params, batch: bool = True) -> None:
-        """x (B, D) of the parameters' dtype and device; params as the flow needs them."""
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        _checks.finite_state("PlanarFlow.load_state_dict", state_dict, prefix, ("u", "w", "b"))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _check(self, op: str, name: str, x, params, batch: bool = True,
+               required: bool = True) -> None:
+        """x (B, D) of the parameters' dtype and device (None only when not ``required``);
+        params as the flow needs them."""
+        if required:
+            _checks.tensor(op, name, x)
         if not self.amortized:
             if params is not None:
                 raise ValueError(f"{op}: params must be None for a flow with amortized=False "
@@ -145,8 +154,9 @@ class PlanarFlow(nn.Module):
 
     def sample_with_log_prob(self, n: int | None = None, params: torch.Tensor | None = None,
                              *, generator: torch.Generator | None = None):
-        """``(x, log q(x))`` for n fresh samples (n = params.shape[0] when amortized):
-        ``log q(x) = log N(z) - logdet``, exact. Differentiable (reparameterized).
+        """``(x, log q(x))`` for n fresh samples (n = params.shape[0] when amortized; an int in
+        [0, 2^32) otherwise): ``log q(x) = log N(z) - logdet``, exact. Differentiable
+        (reparameterized). ``generator``: None or a torch.Generator for z.
 
         >>> flow = gmkernels.flows.PlanarFlow(2, 4, init_scale=0.5).double()
         >>> x, log_q = flow.sample_with_log_prob(5, generator=torch.Generator().manual_seed(0))
@@ -155,8 +165,11 @@ class PlanarFlow(nn.Module):
         >>> bool(torch.allclose(log_q, flow.log_prob(x)))        # the same density
         True
         """
-        op = "PlanarFlow.sample_with_log_prob"
-        self._check(op, "x", None, params)
+        return self._sample("PlanarFlow.sample_with_log_prob", n, params, generator)
+
+    def _sample(self, op: str, n, params, generator):
+        self._check(op, "x", None, params, required=False)
+        _checks.generator(op, "generator", generator)
         if params is not None:
             if n is not None and _checks.integer(op, "n", n, 0) != params.shape[0]:
                 raise ValueError(f"{op}: n must equal params.shape[0] = {params.shape[0]} "
@@ -164,7 +177,7 @@ class PlanarFlow(nn.Module):
             n = params.shape[0]
         if n is None:
             raise ValueError(f"{op}: n must be an int >= 0 (the number of samples), got None")
-        n = _checks.integer(op, "n", n, 0)
+        n = _checks.integer(op, "n", n, 0, _checks.U32)
         dtype, device = (params.dtype, params.device) if params is not None else (
             self.u.dtype, self.u.device)
         z = torch.randn(n, self.dim, dtype=dtype, device=device, generator=generator)
@@ -179,7 +192,7 @@ class PlanarFlow(nn.Module):
         >>> flow.sample(7).shape
         torch.Size([7, 2])
         """
-        return self.sample_with_log_prob(n, params, generator=generator)[0]
+        return self._sample("PlanarFlow.sample", n, params, generator)[0]
 
     # ----------------------------------------------------------------------------------------
     @torch.no_grad()

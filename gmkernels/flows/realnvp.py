@@ -57,7 +57,7 @@ class RealNVP(nn.Module):
     Shapes: x and z are (B, D), with the dtype and device of the module's parameters.
     ``forward`` maps data to latent (x -> z) and returns ``log|det dz/dx|``; ``inverse`` maps
     z -> x and returns ``log|det dx/dz|``. Works in float32 and float64 on any device (cast and
-    move it like any module).
+    move it like any module). ``load_state_dict`` refuses a state with a non-finite tensor.
 
     >>> flow = gmkernels.flows.RealNVP(2, 8, 64)
     >>> print(repr(flow).splitlines()[1].strip())          # the hyper-parameters
@@ -92,6 +92,12 @@ class RealNVP(nn.Module):
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_layers={self.n_layers}, hidden={self.hidden}, "
                 f"clamp={self.clamp}, scale={self.scale!r}")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the whole module's floating tensors (its conditioners' too) under this prefix
+        names = [k[len(prefix):] for k in state_dict if k.startswith(prefix)]
+        _checks.finite_state("RealNVP.load_state_dict", state_dict, prefix, names)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _param(self) -> torch.Tensor:
         return self.nets[0].head.weight
@@ -156,14 +162,15 @@ class RealNVP(nn.Module):
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples x = inverse(z), z ~ N(0, I) drawn from ``generator`` (default: torch's
         global one, so torch.manual_seed reproduces them). Shape (n, D), the module's dtype and
-        device.
+        device; n an int in [0, 2^32).
 
         >>> flow = gmkernels.flows.RealNVP(2, 2, 8)          # fresh: the identity
         >>> xs = flow.sample(20000, generator=torch.Generator().manual_seed(0))
         >>> bool((xs.mean(0).abs() < 0.05).all()), bool(((xs.var(0) - 1).abs() < 0.05).all())
         (True, True)
         """
-        n = _checks.integer("RealNVP.sample", "n", n, 0)
+        n = _checks.integer("RealNVP.sample", "n", n, 0, _checks.U32)
+        _checks.generator("RealNVP.sample", "generator", generator)
         p = self._param()
         z = torch.randn(n, self.dim, generator=generator, dtype=p.dtype, device=p.device)
         return self.inverse(z)[0]

@@ -107,6 +107,7 @@ def affine_coupling(x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, mask, *,
     """
     op = "gmkernels.affine_coupling"
     mask, code, clamp = _check(op, x, s, t, mask, scale, clamp)
+    _checks.boolean(op, "inverse", inverse)
     inverse = bool(inverse)
     backend = _backend.choose_backend("affine_coupling", x.device)
     if backend == "native":

@@ -73,8 +73,9 @@ def rbm_gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tenso
     and a run of k steps equals k runs of 1 step at offsets ``offset, offset + 2, ...``.
 
     Args:
-        v0: (B, n_visible) initial visible states (any values; {0, 1} in practice).
-        W: (n_visible, n_hidden); b: (n_visible,); c: (n_hidden,). float32 or float64, one dtype.
+        v0: (B, n_visible) initial visible states (any finite values; {0, 1} in practice).
+        W: (n_visible, n_hidden); b: (n_visible,); c: (n_hidden,). float32 or float64, one dtype;
+            finite (a NaN is refused on the CPU: it cannot show in a {0, 1} sample).
         k: number of steps, >= 0.
         beta: inverse temperature, a float or per-chain (B,) tensor (tempering, AIS).
         seed: uint64 Philox key; None draws one from ``generator`` / the default generator.
@@ -101,6 +102,10 @@ def rbm_gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tenso
     op = "gmkernels.rbm_gibbs"
     _check_params(op, W, b, c)
     _check_v(op, v0, W, "v0")
+    # a NaN cannot show in a {0, 1} sample (u < NaN is false): refuse it here, where the read
+    # is O(B n_visible + n_visible n_hidden) against the k GEMMs of the op
+    for name, t in (("v0", v0), ("W", W), ("b", b), ("c", c)):
+        _checks.values(op, name, t, "finite", torch.isfinite)
     k = _checks.integer(op, "k", k, 0)
     rows = v0.shape[0]
     beta_t, beta_f = _checks.per_sample(op, "beta", beta, v0, None, unit="per-chain")
@@ -281,7 +286,7 @@ def rbm_ais(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, *, n_chains: int 
 
     Args:
         W, b, c: the RBM (float32 or float64).
-        n_chains: independent AIS runs (>= 2).
+        n_chains: independent AIS runs (>= 2, < 2^32: the rows of the stream).
         betas: the schedule, a 1-D tensor from 0 to 1; None: :func:`default_betas(n_betas)`
             (S&M's schedule shape: 500 : 4000 : 10000 points on [0, .5], [.5, .9], [.9, 1]).
         base_visible_bias: (n_visible,) visible biases of the base model, or None.
@@ -299,7 +304,7 @@ def rbm_ais(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, *, n_chains: int 
     """
     op = "gmkernels.rbm_ais"
     _check_params(op, W, b, c)
-    n_chains = _checks.integer(op, "n_chains", n_chains, 2)
+    n_chains = _checks.integer(op, "n_chains", n_chains, 2, _checks.U32)  # rows of the stream
     if betas is None:
         n_betas = _checks.integer(op, "n_betas", n_betas, 3)
         betas = default_betas(n_betas, device=W.device)

@@ -184,6 +184,8 @@ def langevin_step_(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, 
     ValueError: gmkernels.langevin_step_: x must not have overlapping memory (an expanded tensor or a view with overlapping strides), got shape (4, 3) with strides (1, 0); call .contiguous() / .clone() first
     """
     op = "gmkernels.langevin_step_"
+    _checks.tensor(op, "x", x)
+    _checks.tensor(op, "grad", grad)
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
                                        for t in (x, grad, step_size, noise_scale)):
         raise RuntimeError(f"{op}: in-place step on tensors that require grad; use "

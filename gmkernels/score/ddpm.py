@@ -34,7 +34,11 @@ class DDPMSchedule:
 
     def __init__(self, betas, sigma: str = "beta"):
         # the tables live on the CPU whatever the default device (as_tensor would follow it)
-        betas = torch.as_tensor(betas, dtype=torch.float64, device="cpu").detach()
+        try:
+            betas = torch.as_tensor(betas, dtype=torch.float64, device="cpu").detach()
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"DDPMSchedule: betas must be a 1-D sequence or tensor of floats, got "
+                            f"{type(betas).__name__}") from None
         if betas.dim() != 1 or betas.numel() == 0:
             raise ValueError(f"DDPMSchedule: betas must be a non-empty 1-D sequence, got shape "
                              f"{tuple(betas.shape)}")
@@ -60,8 +64,8 @@ class DDPMSchedule:
         return self.T
 
     @staticmethod
-    def _steps(T) -> int:
-        return _checks.integer("DDPMSchedule", "T", T, 1)
+    def _steps(op: str, T) -> int:
+        return _checks.integer(op, "T", T, 1)
 
     @classmethod
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
@@ -72,7 +76,7 @@ class DDPMSchedule:
         >>> float(s.betas[0]), float(s.betas[-1])
         (0.0001, 0.02)
         """
-        T = cls._steps(T)
+        T = cls._steps("DDPMSchedule.linear", T)
         return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64, device="cpu"), sigma)
 
     @classmethod
@@ -84,7 +88,7 @@ class DDPMSchedule:
         >>> bool(s.alphas_cumprod[-1] < 1e-3), float(s.betas.max())   # the clip at the end
         (True, 0.999)
         """
-        T = cls._steps(T)
+        T = cls._steps("DDPMSchedule.cosine", T)
         u = torch.arange(T + 1, dtype=torch.float64, device="cpu") / T
         f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
         ab = f / f[0]

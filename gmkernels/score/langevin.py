@@ -183,6 +183,7 @@ def langevin_sample(score_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.
     (True, True)
     """
     op = "gmkernels.score.langevin_sample"
+    _checks.function(op, "score_fn", score_fn)
     _check_x0(op, x0)
     n_steps = _checks.integer(op, "n_steps", n_steps, 0)
     eps = _check_rate(op, "step_size", step_size, x0)
@@ -253,6 +254,7 @@ def annealed_langevin_sample(score_fn: Callable[[torch.Tensor, float], torch.Ten
     (True, True)
     """
     op = "gmkernels.score.annealed_langevin_sample"
+    _checks.function(op, "score_fn", score_fn)
     _check_x0(op, x0)
     sig = _check_sigmas(op, sigmas)
     T = _checks.integer(op, "n_steps_each", n_steps_each, 0)
@@ -330,6 +332,7 @@ def sgld_sample(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Ten
     True
     """
     op = "gmkernels.score.sgld_sample"
+    _checks.function(op, "energy_fn", energy_fn)
     _check_x0(op, x0)
     n_steps = _checks.integer(op, "n_steps", n_steps, 0)
     lam = _check_rate(op, "step_size", step_size, x0)

@@ -33,10 +33,12 @@ def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
 
     Args:
         score_fn: the model, ``score_fn(x̃, t_or_sigma) -> tensor`` like x.
-        x: (B, ...) data batch, floating point.
+        x: (B, ...) data batch, floating point, B >= 1.
         sde_or_sigmas: an SDE object or a 1-D tensor of positive noise levels.
         weighting: "sigma2" or "none".
-        eps: smallest t for an SDE (the marginal std vanishes at t = 0).
+        eps: smallest t for an SDE, in (0, 1) (the marginal std vanishes at t = 0).
+        seed, offset, generator: the Philox stream; the loss uses offsets ``offset`` and
+            ``offset + 1``.
 
     Returns:
         a 0-d tensor.
@@ -50,11 +52,19 @@ def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
     torch.Size([2, 2])
     """
     op = "gmkernels.score.denoising_score_matching_loss"
+    _checks.function(op, "score_fn", score_fn)
     _checks.floating(op, "x", x)
     if x.dim() < 1:
         raise ValueError(f"{op}: x must have a batch dimension (B, ...), got a 0-d tensor")
+    if x.shape[0] == 0:
+        raise ValueError(f"{op}: x must have at least one row (the loss is a mean over the "
+                         f"batch), got shape {tuple(x.shape)}")
     _checks.choice(op, "weighting", weighting, ("sigma2", "none"))
-    seed = _checks.resolve_seed(seed, generator)
+    _checks.generator(op, "generator", generator)
+    seed, offset, _ = _checks.stream(op, x.shape[0], seed, offset, 0, generator)
+    if offset + 2 > _checks.U64:
+        raise ValueError(f"{op}: offset must be <= 2^64 - 2 (the loss draws at offset and "
+                         f"offset + 1), got {offset}")
     B = x.shape[0]
     u = _random.uniform((B,), seed, offset, dtype=torch.float64, device=x.device)
     z = _random.normal(x.shape, seed, offset + 1, dtype=x.dtype, device=x.device)
@@ -72,7 +82,7 @@ def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
         xt = x + std * z
     else:
         sde_params(op, sde_or_sigmas)
-        eps = _checks.real(op, "eps", eps, 0.0, 1.0, hi_open=True)
+        eps = _checks.real(op, "eps", eps, 0.0, 1.0, lo_open=True, hi_open=True)
         cond = (eps + (1 - eps) * u).to(x.dtype)
         mean, std = sde_or_sigmas.marginal_prob(x, cond)
         std = std.reshape(view) if std.dim() else std

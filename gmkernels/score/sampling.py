@@ -84,8 +84,10 @@ def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, 
     (True, True)
     """
     op = "gmkernels.score.sample"
+    _checks.function(op, "score_fn", score_fn)
     _, p0, p1 = sde_params(op, sde)
     shape = _checks.shape(op, shape, batch=True)
+    _checks.rows_limit(op, "shape", shape)
     n_steps = _checks.integer(op, "n_steps", n_steps, 1)
     n_corr = _checks.integer(op, "n_corrector_steps", n_corrector_steps, 0)
     _checks.choice(op, "predictor", predictor, (*PREDICTORS, None))
@@ -97,8 +99,9 @@ def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, 
     _checks.boolean(op, "probability_flow", probability_flow)
     _checks.boolean(op, "denoise", denoise)
     _check_dtype(op, dtype)
-    seed = _checks.resolve_seed(seed, generator)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    _checks.generator(op, "generator", generator)
+    device = _checks.device(op, "device", device)
+    seed, _, _ = _checks.stream(op, shape[0], seed, 0, 0, generator)
     if corrector is None:
         n_corr = 0
     B = shape[0]
@@ -184,11 +187,14 @@ def ddpm_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sc
     torch.Size([64, 2])
     """
     op = "gmkernels.score.ddpm_sample"
+    _checks.function(op, "eps_fn", eps_fn)
     T = check_schedule(op, schedule)
     shape = _checks.shape(op, shape, batch=True)
+    _checks.rows_limit(op, "shape", shape)
     _check_dtype(op, dtype)
-    seed = _checks.resolve_seed(seed, generator)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    _checks.generator(op, "generator", generator)
+    device = _checks.device(op, "device", device)
+    seed, _, _ = _checks.stream(op, shape[0], seed, 0, 0, generator)
     x = normal(shape, seed, 0, dtype=dtype, device=device)
     traj = None
     if return_trajectory:

@@ -23,7 +23,6 @@ import torch
 
 from .. import _checks
 from .. import random as _random
-from .._checks import resolve_seed
 
 __all__ = ["VESDE", "VPSDE", "subVPSDE"]
 
@@ -80,7 +79,14 @@ class _SDE:
         >>> bool(abs(float(x.std()) - 50.0) < 1.0)              # N(0, σ_max² I)
         True
         """
-        seed = resolve_seed(seed, generator)
+        op = f"{type(self).__name__}.prior_sampling"
+        shape = _checks.shape(op, shape)
+        _checks.rows_limit(op, "shape", shape)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"{op}: dtype must be a floating-point dtype, got {dtype}")
+        device = _checks.device(op, "device", device)
+        _checks.generator(op, "generator", generator)
+        seed, offset, _ = _checks.stream(op, shape[0] if shape else 1, seed, offset, 0, generator)
         z = _random.normal(shape, seed, offset, dtype=dtype, device=device)
         return z * self.prior_std() if self.prior_std() != 1.0 else z
 
@@ -88,6 +94,7 @@ class _SDE:
                 generator=None):
         """(x_t, z): x_t = mean + std * z from the perturbation kernel, z the standard normal
         noise used (``gmkernels.random.normal(x0.shape, seed, offset, sample_offset)``).
+        x0: a floating tensor (B, ...); t: a float in [0, 1] or a per-sample (B,) tensor.
 
         >>> sde = gmkernels.score.VPSDE()
         >>> x0 = torch.randn(8, 2)
@@ -96,9 +103,14 @@ class _SDE:
         >>> bool(torch.allclose(x_t, mean + std * z))
         True
         """
-        seed = resolve_seed(seed, generator)
+        op = f"{type(self).__name__}.perturb"
+        _checks.floating(op, "x0", x0)
+        t_t, t_f = _checks.per_sample(op, "t", t, x0, 0.0, 1.0)
+        _checks.generator(op, "generator", generator)
+        seed, offset, sample_offset = _checks.stream(op, _checks.rows_of(x0), seed, offset,
+                                                     sample_offset, generator)
         z = _random.normal(x0.shape, seed, offset, sample_offset, dtype=x0.dtype, device=x0.device)
-        mean, std = self.marginal_prob(x0, t)
+        mean, std = self.marginal_prob(x0, t_f if t_t is None else t_t)
         return mean + std * z, z
 
 
