@@ -13,7 +13,7 @@ import numbers
 
 import torch
 
-from .. import _backend, _checks
+from .. import _autograd, _backend, _checks
 from .._enums import SCALES
 from ..reference import coupling as _ref
 
@@ -94,8 +94,11 @@ def affine_coupling(x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, mask, *,
         ``(y, logdet)``: y a new contiguous tensor of x's shape and dtype; logdet (B,) of x's
         dtype (accumulated in float32 / float64).
 
-    Gradients flow to x, s and t (fused backward op; the scale is recomputed from s, not
-    saved), not to the mask.
+    Gradients: flow to x, s and t (fused backward op; the scale is recomputed from s, not
+    saved), not to the mask. Double backward (``create_graph=True``) is supported by a
+    composite backward: that backward re-runs the reference forward (in the kernel's compute
+    dtype) under autograd and differentiates it with ``create_graph=True``, instead of the
+    fused op.
 
     >>> x = torch.randn(8, 4); mask = torch.tensor([1, 1, 0, 0], dtype=torch.bool)
     >>> net = torch.nn.Linear(4, 8)                       # any conditioner of the pass part
@@ -142,13 +145,16 @@ if _backend.op_exists("affine_coupling") and _backend.op_exists("affine_coupling
     def _coupling_backward(ctx, gy, gld):
         x, s, t, mask = ctx.saved_tensors
         inverse, scale, clamp = ctx.args
+        n = ctx.needs_input_grad
+        if _autograd.wants_graph(gy, gld, x, s, t):  # create_graph: the composite backward
+            return _autograd.affine_coupling_grads(x, s, t, mask, inverse, scale, clamp, n[:3],
+                                                   (gy, gld)) + (None,) * 4
         if gy is None:
             gy = torch.zeros_like(x)
         if gld is None:
             gld = x.new_zeros((x.shape[0],))
         gx, gs, gt = torch.ops.gmkernels.affine_coupling_backward(
             gy, gld, x, s, t, mask, inverse, scale, clamp)
-        n = ctx.needs_input_grad
         return (gx if n[0] else None, gs if n[1] else None, gt if n[2] else None,
                 None, None, None, None)
 

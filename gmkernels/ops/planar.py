@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import _backend, _checks
+from .. import _autograd, _backend, _checks
 from ..reference import planar as _ref
 
 __all__ = ["planar_flow", "planar_u_hat"]
@@ -65,10 +65,13 @@ def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.
     Returns:
         ``(z_K, logdet)``: (B, D) and (B,), contiguous, z's dtype.
 
-    Differentiable in every input; the backward is one fused op too
+    Gradients: flow to every input; the backward is one fused op too
     (``torch.ops.gmkernels.planar_flow_backward``), which recomputes the forward per row
     instead of storing the K intermediate z's (memory O(B·D), not O(B·K·D)); shared-parameter
-    gradients are summed over B. First-order gradients only (no double backward).
+    gradients are summed over B. Double backward (``create_graph=True``) is supported by a
+    composite backward: that backward re-runs the reference forward (the loop over the K
+    layers) under autograd and differentiates it with ``create_graph=True``, instead of the
+    fused op (memory O(B·K·D) for that backward).
 
     >>> u, w, b = torch.randn(32, 2), torch.randn(32, 2), torch.randn(32)
     >>> x, logdet = gmkernels.planar_flow(torch.randn(1024, 2), gmkernels.planar_u_hat(u, w), w, b)
@@ -115,6 +118,8 @@ if _backend.op_exists("planar_flow") and _backend.op_exists("planar_flow_backwar
 
     def _backward(ctx, gy, gl):
         z, u_hat, w, b = ctx.saved_tensors
+        if _autograd.wants_graph(gy, gl, z, u_hat, w, b):  # create_graph: the composite backward
+            return _autograd.planar_flow_grads(z, u_hat, w, b, ctx.needs_input_grad, (gy, gl))
         return tuple(torch.ops.gmkernels.planar_flow_backward(gy, gl, z, u_hat, w, b))
 
     torch.library.register_autograd("gmkernels::planar_flow", _backward,
@@ -152,6 +157,9 @@ def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
 
     Returns:
         û, the shape of ``u``.
+
+    Gradients: a composite of torch ops, so autograd differentiates it to any order (double
+    backward included).
 
     >>> u, w = torch.randn(8, 2), torch.randn(8, 2)
     >>> u_hat = gmkernels.planar_u_hat(u, w)   # then gmkernels.planar_flow(z, u_hat, w, b)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import _backend, _checks
+from .. import _autograd, _backend, _checks
 from .._checks import as_int64_bits
 from ..reference import rbm as _ref
 
@@ -146,8 +146,11 @@ def rbm_free_energy(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
         F(v) = -bᵀv - Σ_j softplus(c_j + (v W)_j),      p(v) = exp(-F(v)) / Z
 
     with a stable softplus (``max(x, 0) + log1p(exp(-|x|))``): finite for any finite input.
-    The backward is one op: ``dF/dv = -b - σ(vW + c) Wᵀ``, ``dF/dW = -vᵀ σ(vW + c)``,
+    Gradients: the backward is one op: ``dF/dv = -b - σ(vW + c) Wᵀ``, ``dF/dW = -vᵀ σ(vW + c)``,
     ``dF/db = -v``, ``dF/dc = -σ(vW + c)`` (weighted by the incoming gradient, summed over B).
+    Double backward (``create_graph=True``) is supported by a composite backward: that
+    backward re-runs the reference free energy under autograd and differentiates it with
+    ``create_graph=True``, instead of the fused op.
 
     Args:
         v: (B, n_visible); W: (n_visible, n_hidden); b: (n_visible,); c: (n_hidden,);
@@ -191,6 +194,8 @@ if _backend.op_exists("rbm_free_energy") and _backend.op_exists("rbm_free_energy
 
     def _fe_backward(ctx, grad):
         v, W, b, c = ctx.saved_tensors
+        if _autograd.wants_graph(grad, v, W, b, c):  # create_graph: the composite backward
+            return _autograd.rbm_free_energy_grads(v, W, b, c, ctx.needs_input_grad, grad)
         return torch.ops.gmkernels.rbm_free_energy_backward(grad, v, W, b, c)
 
     torch.library.register_autograd("gmkernels::rbm_free_energy", _fe_backward,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import _backend, _checks
+from .. import _autograd, _backend, _checks
 from .._checks import as_int64_bits, rows_of
 from .._enums import PREDICTORS, SDE_KINDS
 from ..reference import sde as _ref
@@ -90,7 +90,10 @@ def langevin_step(x: torch.Tensor, grad: torch.Tensor, step_size, noise_scale, *
 
     Gradients: d/dx is the identity (zero where clamped), d/dgrad is ``step_size``, d/dstep_size
     is ``sum(grad)`` and d/dnoise_scale is ``sum(xi)`` over each sample (the noise is
-    regenerated in the backward from the seed, not stored).
+    regenerated in the backward from the seed, not stored). Double backward
+    (``create_graph=True``, e.g. a loss on a gradient through the chain) is supported: that
+    backward is a composite of differentiable torch ops (the same closed form, the noise drawn
+    from the same stream) instead of the fused backward op.
 
     >>> x0 = torch.randn(8, 2)
     >>> x = x0
@@ -148,8 +151,12 @@ if _op_exists("langevin_step") and _op_exists("langevin_step_backward"):
         a, seed, offset, sample_offset, lo, hi = ctx.args
         need_a = a_t is not None and ctx.needs_input_grad[2]
         need_c = c_t is not None and ctx.needs_input_grad[4]
-        gx, gg, ga, gc = torch.ops.gmkernels.langevin_step_backward(
-            gy, out, grad, a_t, a, seed, offset, sample_offset, lo, hi, need_a, need_c)
+        if _autograd.wants_graph(gy, grad, a_t):  # create_graph: the composite backward
+            gx, gg, ga, gc = _autograd.langevin_grads(gy, out, grad, a_t, a, seed, offset,
+                                                      sample_offset, lo, hi, need_a, need_c)
+        else:
+            gx, gg, ga, gc = torch.ops.gmkernels.langevin_step_backward(
+                gy, out, grad, a_t, a, seed, offset, sample_offset, lo, hi, need_a, need_c)
         return (gx, gg, ga.to(a_t.dtype) if need_a else None, None,
                 gc.to(c_t.dtype) if need_c else None, None, None, None, None, None, None)
 
@@ -262,7 +269,9 @@ def euler_maruyama_step(x: torch.Tensor, drift: torch.Tensor, diffusion, dt: flo
         a new contiguous tensor of x's shape and dtype.
 
     Gradients: d/dx = 1, d/ddrift = dt, d/ddiffusion = sqrt|dt| xi (summed over each row for a
-    per-sample diffusion; the noise is regenerated, not stored).
+    per-sample diffusion; the noise is regenerated, not stored). Double backward
+    (``create_graph=True``) is supported: that backward is a composite of differentiable torch
+    ops (the same closed form) instead of the fused backward op.
 
     Reference: Kloeden & Platen, "Numerical Solution of Stochastic Differential Equations"
     (1992), §9.1; Song et al. 2021, "Score-Based Generative Modeling through SDEs".
@@ -320,8 +329,12 @@ if _op_exists("euler_maruyama_step") and _op_exists("euler_maruyama_step_backwar
         (g_t,) = ctx.saved_tensors
         dt, seed, offset, sample_offset, shape = ctx.args
         need_g = g_t is not None and ctx.needs_input_grad[2]
-        gx, gd, gg = torch.ops.gmkernels.euler_maruyama_step_backward(
-            gy, g_t, dt, seed, offset, sample_offset, shape, need_g)
+        if _autograd.wants_graph(gy):  # create_graph: the composite backward
+            gx, gd, gg = _autograd.euler_maruyama_grads(gy, g_t, dt, seed, offset, sample_offset,
+                                                        need_g)
+        else:
+            gx, gd, gg = torch.ops.gmkernels.euler_maruyama_step_backward(
+                gy, g_t, dt, seed, offset, sample_offset, shape, need_g)
         return gx, gd, (gg.to(g_t.dtype) if need_g else None), None, None, None, None, None
 
     torch.library.register_autograd("gmkernels::euler_maruyama_step", _em_backward,
@@ -362,8 +375,12 @@ def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, sde, *,
         seed, offset, sample_offset, generator: the Philox stream (docs/spec.md §0).
 
     Returns:
-        a new contiguous tensor of x's shape and dtype. Differentiable in x and score
-        (the step is linear in both with per-row coefficients).
+        a new contiguous tensor of x's shape and dtype.
+
+    Gradients: d/dx and d/dscore are the step's per-row coefficients of x and the score (the
+    step is linear in both); t gets none. Double backward (``create_graph=True``, e.g. through
+    a score network differentiated twice) is supported: that backward is a composite of
+    differentiable torch ops (the same closed form) instead of the fused backward op.
 
     Reference: Song et al. 2021, "Score-Based Generative Modeling through Stochastic
     Differential Equations" (ICLR), eqs. (6), (13) and App. E.
@@ -428,7 +445,10 @@ if _op_exists("reverse_sde_step") and _op_exists("reverse_sde_step_backward"):
 
     def _rev_backward(ctx, gy):
         (t_t,) = ctx.saved_tensors
-        gx, gs = torch.ops.gmkernels.reverse_sde_step_backward(gy, t_t, *ctx.args)
+        if _autograd.wants_graph(gy):  # create_graph: the composite backward
+            gx, gs = _autograd.reverse_sde_grads(gy, t_t, *ctx.args[:-1])
+        else:
+            gx, gs = torch.ops.gmkernels.reverse_sde_step_backward(gy, t_t, *ctx.args)
         return (gx, gs) + (None,) * 11
 
     torch.library.register_autograd("gmkernels::reverse_sde_step", _rev_backward,
@@ -518,8 +538,12 @@ def affine_noise_step(x: torch.Tensor, e: torch.Tensor, cx, ce, cn, *, seed=None
         seed, offset, sample_offset, generator: the Philox stream (docs/spec.md §0).
 
     Returns:
-        a new contiguous tensor of x's shape and dtype. Differentiable in x, e and the tensor
-        coefficients (d/dcn is the row sum of xi, regenerated).
+        a new contiguous tensor of x's shape and dtype.
+
+    Gradients: flow to x, e and the tensor coefficients (d/dcn is the row sum of xi,
+    regenerated). Double backward (``create_graph=True``) is supported: that backward is a
+    composite of differentiable torch ops (the same closed form, the noise drawn from the same
+    stream) instead of the fused backward op.
 
     >>> x, eps = torch.randn(8, 2), torch.randn(8, 2)
     >>> y = gmkernels.affine_noise_step(x, eps, 1.01, 0.02, 0.1, seed=0)
@@ -581,9 +605,14 @@ if _op_exists("affine_noise_step") and _op_exists("affine_noise_step_backward"):
         n = ctx.needs_input_grad
         need_cx, need_ce, need_cn = (cx_t is not None and n[2], ce_t is not None and n[4],
                                      cn_t is not None and n[6])
-        gx, ge, gcx, gce, gcn = torch.ops.gmkernels.affine_noise_step_backward(
-            gy, x if need_cx else None, e if need_ce else None, cx_t, cx, ce_t, ce, seed, offset,
-            sample_offset, need_cx, need_ce, need_cn)
+        if _autograd.wants_graph(gy, x, e, cx_t, ce_t):  # create_graph: the composite backward
+            gx, ge, gcx, gce, gcn = _autograd.affine_noise_grads(
+                gy, x, e, cx_t, cx, ce_t, ce, cn_t, seed, offset, sample_offset,
+                (n[0], n[1], need_cx, need_ce, need_cn))
+        else:
+            gx, ge, gcx, gce, gcn = torch.ops.gmkernels.affine_noise_step_backward(
+                gy, x if need_cx else None, e if need_ce else None, cx_t, cx, ce_t, ce, seed,
+                offset, sample_offset, need_cx, need_ce, need_cn)
         return (gx if n[0] else None, ge if n[1] else None,
                 gcx.to(cx_t.dtype) if need_cx else None, None,
                 gce.to(ce_t.dtype) if need_ce else None, None,
@@ -613,7 +642,10 @@ def ddpm_step(x_t: torch.Tensor, eps_pred: torch.Tensor, t, schedule, *, seed=No
         seed, offset, sample_offset, generator: the Philox stream (docs/spec.md §0).
 
     Returns:
-        a new contiguous tensor of x_t's shape and dtype, differentiable in x_t and eps_pred.
+        a new contiguous tensor of x_t's shape and dtype.
+
+    Gradients: flow to x_t and eps_pred (:func:`affine_noise_step`'s), double backward
+    (``create_graph=True``) included, by its composite backward.
 
     Reference: Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models", Alg. 2.
 

@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from .. import _autograd
 from ._philox import INTERPRET, cast_to
 
 __all__ = ["affine_coupling_fwd", "affine_coupling_bwd"]
@@ -242,19 +243,23 @@ class AffineCoupling(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, s, t, mask, inverse, code, clamp):
         pat, stride = mask_pattern(mask, x)
-        x, s, t = x.contiguous(), s.contiguous(), t.contiguous()
-        y, ld = affine_coupling_fwd(x, s, t, pat, stride, inverse, code, clamp)
-        ctx.save_for_backward(x, s, t, pat)
+        # the inputs as given: their contiguous copies would be cut from the graph
+        ctx.save_for_backward(x, s, t, mask, pat)
         ctx.args = (stride, inverse, code, clamp)
-        return y, ld
+        return affine_coupling_fwd(x.contiguous(), s.contiguous(), t.contiguous(), pat, stride,
+                                   inverse, code, clamp)
 
     @staticmethod
     def backward(ctx, gy, gld):
-        x, s, t, pat = ctx.saved_tensors
+        x, s, t, mask, pat = ctx.saved_tensors
         stride, inverse, code, clamp = ctx.args
+        n = ctx.needs_input_grad
+        if _autograd.wants_graph(gy, gld, x, s, t):  # create_graph: the composite backward
+            return _autograd.affine_coupling_grads(x, s, t, mask, inverse, code, clamp, n[:3],
+                                                   (gy, gld)) + (None,) * 4
+        x, s, t = x.contiguous(), s.contiguous(), t.contiguous()
         gy = torch.zeros_like(x) if gy is None else gy.contiguous()
         gld = x.new_zeros(x.shape[0]) if gld is None else gld.contiguous()
         gx, gs, gt = affine_coupling_bwd(gy, gld, x, s, t, pat, stride, inverse, code, clamp)
-        n = ctx.needs_input_grad
         return (gx if n[0] else None, gs if n[1] else None, gt if n[2] else None,
                 None, None, None, None)

@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import _autograd
+
 __all__ = ["planar_flow_fwd", "planar_flow_bwd"]
 
 
@@ -233,17 +235,20 @@ def planar_flow_bwd(gy, gl, z, u_hat, w, b):
 
 
 class PlanarFlow(torch.autograd.Function):
-    """Autograd for the Triton backend: the Triton backward kernel."""
+    """Autograd for the Triton backend: the Triton backward kernel, or under
+    create_graph=True the composite backward (the reference forward, differentiated). The
+    inputs are saved as given (their contiguous copies would be cut from the graph)."""
 
     @staticmethod
     def forward(ctx, z, u_hat, w, b):
-        z, u_hat, w, b = (t.contiguous() for t in (z, u_hat, w, b))
-        out, ld = planar_flow_fwd(z, u_hat, w, b)
         ctx.save_for_backward(z, u_hat, w, b)
-        return out, ld
+        return planar_flow_fwd(*(t.contiguous() for t in (z, u_hat, w, b)))
 
     @staticmethod
     def backward(ctx, gy, gl):
         z, u_hat, w, b = ctx.saved_tensors
+        if _autograd.wants_graph(gy, gl, z, u_hat, w, b):
+            return _autograd.planar_flow_grads(z, u_hat, w, b, ctx.needs_input_grad, (gy, gl))
         return planar_flow_bwd(None if gy is None else gy.contiguous(),
-                                    None if gl is None else gl.contiguous(), z, u_hat, w, b)
+                               None if gl is None else gl.contiguous(),
+                               *(t.contiguous() for t in (z, u_hat, w, b)))

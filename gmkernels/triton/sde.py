@@ -21,11 +21,8 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from .. import random as _random
-from .._checks import rows_of
-from .._enums import PREDICTORS, SDE_KINDS, names
+from .. import _autograd
 from ..reference.random import row_view
-from ..score.coefficients import reverse_coefficients
 from ._philox import (INTERPRET, cast_to, interleave4, normals4, stream_halves, stream_words,
                       tile_config, tile_index)
 
@@ -618,8 +615,10 @@ def affine_noise_step_fwd(x: torch.Tensor, e: torch.Tensor, cx_t: torch.Tensor |
 # ============================================================================================
 # autograd of the Triton backend (gmkernels.ops.sde calls these when "triton" is chosen): the
 # Langevin step runs its backward kernel; the SDE steps are affine in x and the score with
-# per-row coefficients, so their backward is the closed form in torch ops, one elementwise
-# pass (plus the regenerated noise for the gradient of a diffusion / noise coefficient).
+# per-row coefficients, so their backward is the closed form in torch ops of
+# gmkernels._autograd, one elementwise pass (plus the regenerated noise for the gradient of a
+# diffusion / noise coefficient), which is differentiable as it stands (double backward). Under
+# create_graph=True the Langevin step runs that module's closed form instead of its kernel.
 
 class Langevin(torch.autograd.Function):
     """Autograd for the Triton backend: the same backward as the native op's."""
@@ -637,40 +636,16 @@ class Langevin(torch.autograd.Function):
         a, seed, offset, sample_offset, clamp, has_a_t, c_t = ctx.args
         need_a = has_a_t and ctx.needs_input_grad[2]
         need_c = c_t is not None and ctx.needs_input_grad[4]
-        gx, gg, ga, gc = langevin_step_bwd(gy, out, grad, a_t if has_a_t else None, a, seed,
-                                               offset, sample_offset, clamp, need_a, need_c)
+        a_t = a_t if has_a_t else None
+        if _autograd.wants_graph(gy, grad, a_t):  # create_graph: the composite backward
+            lo, hi = (None, None) if clamp is None else (float(clamp[0]), float(clamp[1]))
+            gx, gg, ga, gc = _autograd.langevin_grads(gy, out, grad, a_t, a, seed, offset,
+                                                      sample_offset, lo, hi, need_a, need_c)
+        else:
+            gx, gg, ga, gc = langevin_step_bwd(gy, out, grad, a_t, a, seed, offset,
+                                               sample_offset, clamp, need_a, need_c)
         return (gx, gg, ga.to(a_t.dtype) if need_a else None, None,
                 gc.to(c_t.dtype) if need_c else None, None, None, None, None, None)
-
-
-def _row_sum(v: torch.Tensor, rows: int) -> torch.Tensor:
-    return v.reshape(rows, v.numel() // max(rows, 1)).sum(dim=1)
-
-
-def _bcast(v, like: torch.Tensor):
-    """A (B,) tensor as (B, 1, ..., 1) against ``like``; floats and 0-d tensors as they are."""
-    if isinstance(v, torch.Tensor) and v.dim() == 1 and like.dim() > 1:
-        return v.reshape((-1,) + (1,) * (like.dim() - 1))
-    if isinstance(v, torch.Tensor) and like.dim() == 0:
-        return v.reshape(())
-    return v
-
-
-def _noise(x, seed, offset, sample_offset, dtype):
-    return _random.normal(x.shape, seed, offset, sample_offset, dtype=dtype, device=x.device)
-
-
-def _em_backward_torch(gy, g_t, dt, seed, offset, sample_offset, need_g):
-    """(grad_x, grad_drift, grad_diffusion or None) of euler_maruyama_step in torch ops."""
-    gx = gy.contiguous()
-    gd = gy * dt
-    gg = None
-    if need_g:
-        cd = _compute_dtype(gy.dtype)
-        w = gy.to(cd) * (math.sqrt(abs(dt)) * _noise(gy, seed, offset, sample_offset, cd))
-        gg = w if g_t.shape == gy.shape and gy.dim() != 1 else _row_sum(w, rows_of(gy))
-        gg = gg.to(g_t.dtype)
-    return gx, gd, gg
 
 
 class EulerMaruyama(torch.autograd.Function):
@@ -687,20 +662,9 @@ class EulerMaruyama(torch.autograd.Function):
         (g_t,) = ctx.saved_tensors
         dt, seed, offset, sample_offset = ctx.args
         need_g = g_t is not None and ctx.needs_input_grad[2]
-        gx, gd, gg = _em_backward_torch(gy, g_t, dt, seed, offset, sample_offset, need_g)
+        gx, gd, gg = _autograd.euler_maruyama_grads(gy, g_t, dt, seed, offset, sample_offset,
+                                                    need_g)
         return gx, gd, gg, None, None, None, None, None
-
-
-_KIND_NAMES = names(SDE_KINDS)
-_PRED_NAMES = names(PREDICTORS)
-
-
-def _reverse_backward_torch(gy, t_t, t, dt, kind, p0, p1, predictor, pf):
-    cd = _compute_dtype(gy.dtype)
-    cx, cs, _ = reverse_coefficients(_KIND_NAMES[kind], p0, p1, t_t, t, dt, _PRED_NAMES[predictor],
-                                     pf, cd, gy.device)
-    g = gy.to(cd)
-    return (_bcast(cx, g) * g).to(gy.dtype), (_bcast(cs, g) * g).to(gy.dtype)
 
 
 class ReverseSde(torch.autograd.Function):
@@ -715,24 +679,8 @@ class ReverseSde(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):
         (t_t,) = ctx.saved_tensors
-        gx, gs = _reverse_backward_torch(gy, t_t, *ctx.args)
+        gx, gs = _autograd.reverse_sde_grads(gy, t_t, *ctx.args)
         return (gx, gs) + (None,) * 11
-
-
-def _affine_backward_torch(gy, x, e, cx_t, cx, ce_t, ce, cn_t, seed, offset, sample_offset, needs):
-    """Gradients of cx*x - ce*e + cn*xi for (x, e, cx_t, ce_t, cn_t) in torch ops."""
-    cd = _compute_dtype(gy.dtype)
-    g = gy.to(cd)
-    rows = rows_of(gy)
-    pick = lambda t, f: _bcast(t.to(cd), g) if t is not None else f  # noqa: E731
-    gx = (pick(cx_t, cx) * g).to(gy.dtype) if needs[0] else None
-    ge = (-pick(ce_t, ce) * g).to(gy.dtype) if needs[1] else None
-    gcx = _row_sum(g * x.to(cd), rows).to(cx_t.dtype) if needs[2] and cx_t is not None else None
-    gce = (-_row_sum(g * e.to(cd), rows)).to(ce_t.dtype) if needs[3] and ce_t is not None else None
-    gcn = None
-    if needs[4] and cn_t is not None:
-        gcn = _row_sum(g * _noise(gy, seed, offset, sample_offset, cd), rows).to(cn_t.dtype)
-    return gx, ge, gcx, gce, gcn
 
 
 class AffineNoise(torch.autograd.Function):
@@ -749,7 +697,7 @@ class AffineNoise(torch.autograd.Function):
         x, e, cx_t, ce_t, cn_t = ctx.saved_tensors
         cx, ce, seed, offset, sample_offset = ctx.args
         n = ctx.needs_input_grad
-        gx, ge, gcx, gce, gcn = _affine_backward_torch(gy, x, e, cx_t, cx, ce_t, ce, cn_t, seed,
-                                                       offset, sample_offset,
-                                                       (n[0], n[1], n[2], n[4], n[6]))
+        gx, ge, gcx, gce, gcn = _autograd.affine_noise_grads(gy, x, e, cx_t, cx, ce_t, ce, cn_t,
+                                                             seed, offset, sample_offset,
+                                                             (n[0], n[1], n[2], n[4], n[6]))
         return gx, ge, gcx, None, gce, None, gcn, None, None, None, None
