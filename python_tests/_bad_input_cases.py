@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import math
 import re
 from typing import Any, Callable
 
