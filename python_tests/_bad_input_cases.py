@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import math
 import re
 from typing import Any, Callable
 
@@ -80,6 +79,7 @@ class Arg:
     shows: tuple | None = None    # row/shared: the outputs a NaN must reach (None: every float output)
     zero_d: str = "error"         # shared: what a 0-d tensor must give ("ok": it broadcasts)
     any_shape: bool = False       # row: every shape is valid (a sampler's x0): wrong-shape is "ok"
+    expanded: str = "ok"          # row: what a stride-0 (expanded) copy gives ("error": written in place)
     layouts: bool = True          # row/shared: non-contiguous / expanded copies are valid
     owner: dict = dataclasses.field(default_factory=dict)   # mutation name -> owning change
 
@@ -386,8 +386,8 @@ def cases_of(target: Target) -> list:
                 add(f"{n}=non-contiguous", n, lambda d, n=n: {n: _strided(d[n])}, "ok",
                     check="same", owner=own("non-contiguous"))
                 if k == "row" or n in target.batch:
-                    add(f"{n}=expanded", n, lambda d, n=n: {n: _expanded(d[n])}, "ok",
-                        check="same", owner=own("expanded"))
+                    add(f"{n}=expanded", n, lambda d, n=n: {n: _expanded(d[n])}, a.expanded,
+                        check="same" if a.expanded == "ok" else None, owner=own("expanded"))
         elif k in ("float", "coef"):
             add(f"{n}=str", n, {n: "0.1"}, "error", owner=own("str"))
             if not a.optional:
@@ -602,7 +602,7 @@ def _ops() -> list:
           lambda a: gmkernels.langevin_step_(a["x"], a["grad"], a["step_size"], a["noise_scale"],
                                              clamp=a["clamp"], **kw_stream(a)),
           lambda: dict(x=_x(), grad=_x(seed=2), step_size=0.1, noise_scale=0.2, clamp=None, **s0),
-          [row("x", owner={"expanded": "B"}), row("grad"), Arg("step_size", "coef"),
+          [row("x", expanded="error", owner={"expanded": "B"}), row("grad"), Arg("step_size", "coef"),
            Arg("noise_scale", "coef"), Arg("clamp", "clamp", optional=True), *stream],
           batch=("x", "grad"), empty="ok", zero_d="either",
           extra=[("same:grad-aliases-x", "grad", lambda a: dict(grad=a["x"]), "ok")]),

@@ -118,12 +118,12 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
     """
     op = "gmkernels.bm_gibbs"
     _checks.tensor(op, "y", y)
-    backend = _backend.choose_backend("bm_gibbs", y.device)
     # The values are read here for every backend, so that each mistake raises the same
     # ValueError and message whichever backend runs. The native op reads them again for
     # callers of torch.ops.gmkernels.bm_gibbs: two O(B D + D^2) passes on the CPU, against the
     # O(n_sweeps B D) sweeps they guard (on CUDA, _checks.values leaves the read to the kernel).
     _check_spins(op, y)
+    backend = _backend.choose_backend("bm_gibbs", y.device)  # after y's checks: not for meta
     B, D = y.shape
     check_couplings(op, W, b, D)
     _checks.like(op, "y", y, "W", W, shape=False)
