@@ -251,33 +251,20 @@ class RBM(nn.Module):
                 idx = torch.randint(0, N, (nc,), generator=perm_gen)
                 self.chains = data[idx.to(data.device)].clone()
         vel = [torch.zeros_like(p) for p in (W, b, c)]
+        if persistent and not self.chains.is_contiguous():
+            self.chains = self.chains.contiguous()
+        chains = self.chains if persistent else W.new_empty((0, self.n_visible))
+        nb = (N + batch_size - 1) // batch_size
         history = []
         for _ in progress_bar(range(epochs), progress, "RBM.fit", leave=True):
             perm = torch.randperm(N, generator=perm_gen).to(data.device)
-            err, nb = 0.0, 0
             with torch.no_grad():
-                for s in range(0, N, batch_size):
-                    v = data[perm[s:s + batch_size]]
-                    ph = torch.sigmoid(v @ W + c)
-                    start = self.chains if persistent else v
-                    vk, _, pvk, _ = _ops.rbm_gibbs(start, W, b, c, k, seed=seed, offset=offset)
-                    offset += 2 * k
-                    self.stream[1] = as_int64_bits(offset % U64)
-                    if persistent:
-                        self.chains = vk
-                    else:
-                        err += float(((v - pvk) ** 2).mean())
-                    phk = torch.sigmoid(vk @ W + c)
-                    gW = v.t() @ ph / v.shape[0] - vk.t() @ phk / vk.shape[0] - weight_decay * W
-                    gb = v.mean(0) - vk.mean(0)
-                    gc = ph.mean(0) - phk.mean(0)
-                    for p, g, vl in zip((W, b, c), (gW, gb, gc), vel):
-                        vl.mul_(momentum).add_(g, alpha=lr)
-                        p.add_(vl)
-                    if persistent:  # reconstruction error of a one-step reconstruction
-                        err += float(((v - torch.sigmoid(ph @ W.t() + b)) ** 2).mean())
-                    nb += 1
-            history.append(err / max(nb, 1))
+                # the epoch's batches in one op call (C++ loop, no host sync per batch)
+                err = _ops._fit_epoch(W, b, c, vel, chains, data, perm, batch_size, k,
+                                      persistent, lr, momentum, weight_decay, seed, offset)
+            offset += 2 * k * nb
+            self.stream[1] = as_int64_bits(offset % U64)
+            history.append(float(err) / nb)
         return history
 
     # ------------------------------------------------------------------ likelihoods

@@ -137,6 +137,40 @@ if _backend.op_exists("rbm_gibbs"):
 
 
 # --------------------------------------------------------------------------------------------
+# rbm_fit_epoch_ (RBM.fit's update loop; not a public function: RBM.fit checks its arguments)
+
+def _fit_epoch(W, b, c, vel, chains, data, perm, batch_size: int, k: int, persistent: bool,
+               lr: float, momentum: float, weight_decay: float, seed: int, offset: int):
+    """One epoch of CD-k / PCD-k updates of W, b, c (and the momenta ``vel`` = (vel_W, vel_b,
+    vel_c)) in place, in one op call (``torch.ops.gmkernels.rbm_fit_epoch_``: the loop over the
+    batches and the GEMMs run in C++, with no host synchronization). Batch i is
+    ``data[perm[i bs:(i+1) bs]]``; its Gibbs steps run at stream position ``offset + 2 k i``.
+    ``chains`` (n_chains, n_visible) is updated in place when ``persistent``. Returns the sum
+    over the batches of the mean squared reconstruction error (float64, 0-d, on W's device).
+    The Triton and reference backends run the same loop in Python over their Gibbs sampler
+    (:func:`gmkernels.reference.rbm.rbm_fit_epoch_`)."""
+    backend = _choose("rbm_fit_epoch_", W.device)
+    if backend == "native":
+        return torch.ops.gmkernels.rbm_fit_epoch_(
+            W, b, c, *vel, chains, data, perm, batch_size, k, persistent, lr, momentum,
+            weight_decay, as_int64_bits(seed), as_int64_bits(offset))
+    gibbs = _ref.rbm_gibbs
+    if backend == "triton":
+        from ..triton import rbm as _tri
+        gibbs = _tri.rbm_gibbs_fwd
+    return _ref.rbm_fit_epoch_(W, b, c, *vel, chains, data, perm, batch_size, k, persistent, lr,
+                               momentum, weight_decay, seed, offset, gibbs=gibbs)
+
+
+if _backend.op_exists("rbm_fit_epoch_"):
+
+    @torch.library.register_fake("gmkernels::rbm_fit_epoch_")
+    def _rbm_fit_epoch_fake(W, b, c, vel_W, vel_b, vel_c, chains, data, perm, batch_size, k,
+                            persistent, lr, momentum, weight_decay, seed, offset):
+        return W.new_empty((), dtype=torch.float64)
+
+
+# --------------------------------------------------------------------------------------------
 # rbm_free_energy
 
 def rbm_free_energy(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
