@@ -108,6 +108,10 @@ OP_SAMPLES = {
                                _f64(7, seed=4), _f64(5, seed=5), _bits(4, 7), _bits(9, 7, seed=2),
                                torch.randperm(9, generator=torch.Generator().manual_seed(0)),
                                4, 1, True, 0.1, 0.5, 0.01, 3, 8),
+    "bm_fit_epoch_": lambda: (_sym(7), _f32(7, seed=1), _f32(7, 7, seed=2), _f32(7, seed=3),
+                              _spins(4, 7), _spins(9, 7, seed=2),
+                              torch.randperm(9, generator=torch.Generator().manual_seed(0)),
+                              4, 1, 0, 0.1, 0.5, 0.01, True, 2.0, 0, 3, 8),
 }
 
 

@@ -147,6 +147,41 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
     return _ref.bm_gibbs(y, W, b, n_sweeps, beta_arg, order, seed, offset, sample_offset)
 
 
+def _fit_epoch(W, b, vel, chains, data, perm, batch_size: int, n_sweeps: int, order: str,
+               lr: float, momentum: float, weight_decay: float, lr_decay: bool, tau: float,
+               t0: int, seed: int, offset: int):
+    """One epoch of BoltzmannMachine.fit's updates of W, b (and the momenta ``vel`` = (vel_W,
+    vel_b)) and the persistent ``chains``, in place, in one op call
+    (``torch.ops.gmkernels.bm_fit_epoch_``: the batch loop, the sweeps and the moment GEMMs in
+    C++, with no host synchronization). Batch i is ``data[perm[i bs:(i+1) bs]]`` (all of data
+    when ``perm`` is None); its sweeps run at stream position ``offset + n_sweeps i``.
+    Returns max |<y yᵀ>_batch - <y yᵀ>_chains| of each batch, (n_batches,). The Triton and
+    reference backends run the same loop in Python (:func:`gmkernels.reference.bm.bm_fit_epoch_`).
+    Not a public function: BoltzmannMachine.fit checks the arguments."""
+    backend = _backend.choose_backend("bm_fit_epoch_", W.device)
+    if backend == "native":
+        return torch.ops.gmkernels.bm_fit_epoch_(
+            W, b, *vel, chains, data, perm, batch_size, n_sweeps, ORDERS[order], lr, momentum,
+            weight_decay, lr_decay, tau, t0, as_int64_bits(seed), as_int64_bits(offset))
+    gibbs = _ref.bm_gibbs
+    if backend == "triton":
+        from ..triton import bm as _tri
+        gibbs = _tri.bm_gibbs
+    return _ref.bm_fit_epoch_(W, b, *vel, chains, data, perm, batch_size, n_sweeps, order, lr,
+                              momentum, weight_decay, lr_decay, tau, t0, seed, offset,
+                              gibbs=gibbs)
+
+
+if _backend.op_exists("bm_fit_epoch_"):
+
+    @torch.library.register_fake("gmkernels::bm_fit_epoch_")
+    def _bm_fit_epoch_fake(W, b, vel_W, vel_b, chains, data, perm, batch_size, n_sweeps, order,
+                           lr, momentum, weight_decay, lr_decay, tau, t0, seed, offset):
+        n = data.shape[0]
+        bs = min(batch_size, n)
+        return W.new_empty(((n + bs - 1) // bs,))
+
+
 if _backend.op_exists("bm_gibbs"):
     @torch.library.register_fake("gmkernels::bm_gibbs")
     def _bm_gibbs_fake(y, W, b, n_sweeps, beta_t, beta, order, seed, offset, sample_offset):
