@@ -125,7 +125,7 @@ at::Tensor bm_fit_epoch(at::Tensor& W, at::Tensor& b, at::Tensor& vW, at::Tensor
     } else {
       yb = y.narrow(0, s0, m);
     }
-    if (i > 0) at::addmm_out(p.h, b, chains, W);  // the fields of the current chains, W, b
+    if (i > 0) at::mm_out(p.h, chains, W).add_(b);  // the fields of the current chains, W, b
     p.st = make_stream(static_cast<uint64_t>(seed),
                        static_cast<uint64_t>(offset) + sw * static_cast<uint64_t>(i), 0);
     Dev::run(op, p);

@@ -178,8 +178,8 @@ at::Tensor rbm_fit_epoch_run(const char* op, at::Tensor& W, at::Tensor& b, at::T
     const int64_t s0 = i * bs, m = std::min(bs, N - s0);
     at::Tensor v = rows(vbuf, m), ph = rows(phbuf, m);
     at::index_select_out(v, p.v, 0, perm.narrow(0, s0, m));
-    at::addmm_out(ph, c, v, W);  // c + vW
-    ph.sigmoid_();
+    at::mm_out(ph, v, W);  // (mm + add: cheaper than addmm's broadcast copy at these sizes)
+    ph.add_(c).sigmoid_();
     at::Tensor vk = persistent ? chains : rows(vk_cd, m);
     if (!persistent) vk.copy_(v);
     const int64_t r = vk.size(0);
@@ -194,8 +194,8 @@ at::Tensor rbm_fit_epoch_run(const char* op, at::Tensor& W, at::Tensor& b, at::T
       at::sum_out(err_i, d.square_(), {0, 1});
     }
     at::Tensor pk = rows(phk, r);
-    at::addmm_out(pk, c, vk, W);
-    pk.sigmoid_();
+    at::mm_out(pk, vk, W);
+    pk.add_(c).sigmoid_();
     // vel = momentum vel + lr g with g = (vᵀph / m - v_kᵀphk / r - weight_decay W) for W and
     // the same with column means for b and c: the scale factors go into the GEMMs / GEMVs
     // (beta = momentum, alpha = ±lr / rows), so there is no gradient buffer, division or
@@ -211,8 +211,8 @@ at::Tensor rbm_fit_epoch_run(const char* op, at::Tensor& W, at::Tensor& b, at::T
     b.add_(vb);
     c.add_(vc);
     if (persistent) {  // reconstruction error of a one-step reconstruction, with the new W, b
-      at::addmm_out(d, b, ph, Wt);
-      d.sigmoid_();
+      at::mm_out(d, ph, Wt);
+      d.add_(b).sigmoid_();
       at::sub_out(d, v, d);
       at::sum_out(err_i, d.square_(), {0, 1});
     }

@@ -20,6 +20,7 @@ __all__ = ["load_line", "text_tables", "markdown", "write_json", "write_png", "R
 RATIOS = (
     ("eager/gmk", "eager", "gmkernels"),
     ("compile/gmk", "compile", "gmkernels"),
+    ("peer/gmk", "peer", "gmkernels"),
     ("gmk/floor", "gmkernels", "floor"),
 )
 
@@ -197,7 +198,7 @@ def write_json(path: str, records: Sequence[dict], meta: dict) -> None:
 
 # A fixed colour per provider, so that every figure reads the same way.
 _COLOURS = {"eager": "#d62728", "compile": "#ff7f0e", "gmkernels": "#1f77b4",
-            "gmkernels_inplace": "#17becf", "floor": "#7f7f7f"}
+            "gmkernels_inplace": "#17becf", "peer": "#2ca02c", "floor": "#7f7f7f"}
 
 
 def write_png(path: str, records: Sequence[dict], meta: dict) -> None:
