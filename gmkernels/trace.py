@@ -102,7 +102,7 @@ def probes(x: torch.Tensor, n_probes: int = 1, *, probe: str = "rademacher", see
     """
     op = "gmkernels.trace.probes"
     D = _check_x(op, x)
-    K = _checks.integer(op, "n_probes", n_probes, 1)
+    K = _checks.integer(op, "n_probes", n_probes, 1, _checks.U32)
     _checks.choice(op, "probe", probe, PROBES)
     _checks.generator(op, "generator", generator)
     seed, offset, sample_offset = _checks.stream(op, x.shape[0], seed, offset, sample_offset,
@@ -112,19 +112,31 @@ def probes(x: torch.Tensor, n_probes: int = 1, *, probe: str = "rademacher", see
     return v.transpose(0, 1).reshape((K,) + tuple(x.shape))
 
 
+def _outside_inference(x):
+    """Under ``torch.inference_mode()`` autograd records nothing: the matvecs then run with it
+    off (``with torch.inference_mode(False)``) on a normal copy of x."""
+    import contextlib
+    if not torch.is_inference_mode_enabled():
+        return contextlib.nullcontext(), x
+    with torch.inference_mode(False):
+        x = x.clone()
+    return torch.inference_mode(False), x
+
+
 class _Operator:
     """Batched matvecs with the per-sample Jacobian of fn at x (J in jvp mode, Jᵀ in vjp
     mode): ``apply(V)`` maps (n, B, D) to (n, B, D), one batched pass, no loop over n."""
 
-    def __init__(self, op, fn, x, mode, create_graph):
+    def __init__(self, op, fn, x, mode, create_graph, fn_name="fn"):
         self.op, self.fn, self.mode, self.create_graph = op, fn, mode, create_graph
+        self.fn_name = fn_name
         self.shape = tuple(x.shape)
         self.y = None
         if mode == "vjp":
             self.x = x if x.requires_grad else x.detach().requires_grad_(True)
             with torch.enable_grad():
                 y = fn(self.x)
-            _checks.fn_output(op, "fn", y, x)
+            _checks.fn_output(op, fn_name, y, x)
             if not y.requires_grad:      # fn ignores x: J = 0
                 y = y + 0 * self.x
             self.y = y
@@ -140,11 +152,11 @@ class _Operator:
                                              create_graph=self.create_graph,
                                              is_grads_batched=True)
         else:
-            fn, op, x = self.fn, self.op, self.x
+            fn, op, x, name = self.fn, self.op, self.x, self.fn_name
 
             def one(v):
                 y, jv = torch.func.jvp(fn, (x,), (v,))
-                _checks.fn_output(op, "fn", y, x)
+                _checks.fn_output(op, name, y, x)
                 return y, jv
 
             y, out = torch.func.vmap(one, out_dims=(None, 0))(V)
@@ -227,7 +239,7 @@ def _estimate(op, fn, x, n_probes, method, probe, mode, seed, offset, sample_off
     _checks.choice(op, "method", method, METHODS)
     _checks.choice(op, "probe", probe, PROBES)
     _checks.choice(op, "mode", mode, MODES)
-    K = _checks.integer(op, "n_probes", n_probes, 1)
+    K = _checks.integer(op, "n_probes", n_probes, 1, _checks.U32)
     if K < _MIN_PROBES[method]:
         raise ValueError(f"{op}: n_probes must be >= {_MIN_PROBES[method]} for "
                          f"method={method!r} (its matvec budget), got {K}")
@@ -250,6 +262,14 @@ def _estimate(op, fn, x, n_probes, method, probe, mode, seed, offset, sample_off
     else:   # no randomness: the stream arguments are only checked
         seed, offset, sample_offset = _checks.check_stream_args(
             op, 0 if seed is None else seed, offset, sample_offset, B)
+    ctx, x = _outside_inference(x)
+    with ctx:
+        return _run(op, fn, x, K, D, B, method, probe, mode, seed, offset, sample_offset,
+                    return_std, create_graph)
+
+
+def _run(op, fn, x, K, D, B, method, probe, mode, seed, offset, sample_offset, return_std,
+         create_graph):
     A = _Operator(op, fn, x, mode, create_graph)
     if method == "exact":
         est = _exact(A, B, D, x.dtype, x.device)
