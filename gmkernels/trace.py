@@ -33,8 +33,7 @@ FFJORD does for a whole ODE solve). ``"rademacher"``: ±1; ``"gaussian"``: stand
 
 *Not built yet (issue 13, later parts):* the fused ``probe_dot`` kernel, the Runge-Kutta
 kernels, ``gmkernels.ode.odeint``, the CNF layer and ``score.log_likelihood``. This module is
-plain PyTorch (``torch.autograd.grad`` with ``is_grads_batched``, ``torch.func.jvp`` under
-``torch.func.vmap``).
+plain PyTorch (``torch.func.vjp`` / ``torch.func.jvp`` under ``torch.func.vmap``).
 
 >>> import torch, gmkernels
 >>> A = torch.randn(5, 5)
@@ -125,39 +124,43 @@ def _outside_inference(x):
 
 class _Operator:
     """Batched matvecs with the per-sample Jacobian of fn at x (J in jvp mode, Jᵀ in vjp
-    mode): ``apply(V)`` maps (n, B, D) to (n, B, D), one batched pass, no loop over n."""
+    mode): ``apply(V)`` maps (n, B, D) to (n, B, D), one batched pass, no loop over n.
+
+    vjp: ``torch.func.vjp`` once (fn's forward), then its pullback under ``torch.func.vmap``.
+    (``torch.autograd.grad(..., is_grads_batched=True)`` would do the same, but its vmap runs
+    some backward ops, ``tanh_backward`` among them, one probe at a time and stacks the results;
+    torch.func batches them.) jvp: ``torch.func.jvp`` under ``torch.func.vmap``, fn's forward
+    once per pass. torch.func composes with autograd, so the products are differentiable in x
+    and in fn's parameters (kept with ``create_graph``)."""
 
     def __init__(self, op, fn, x, mode, create_graph, fn_name="fn"):
         self.op, self.fn, self.mode, self.create_graph = op, fn, mode, create_graph
         self.fn_name = fn_name
         self.shape = tuple(x.shape)
         self.y = None
+        # forward mode writes the tangent next to x: an expanded x is copied
+        self.x = x.contiguous() if mode == "jvp" and _checks.overlaps_itself(x) else x
         if mode == "vjp":
-            self.x = x if x.requires_grad else x.detach().requires_grad_(True)
             with torch.enable_grad():
-                y = fn(self.x)
-            _checks.fn_output(op, fn_name, y, x)
-            if not y.requires_grad:      # fn ignores x: J = 0
-                y = y + 0 * self.x
+                y, self._pullback = torch.func.vjp(self._checked, self.x)
             self.y = y
-        else:   # forward mode writes the tangent next to x: an expanded x is copied
-            self.x = x.contiguous() if _checks.overlaps_itself(x) else x
+
+    def _checked(self, x):
+        y = self.fn(x)
+        _checks.fn_output(self.op, self.fn_name, y, x)
+        return y
 
     def apply(self, V):
         n = V.shape[0]
         V = V.reshape((n,) + self.shape)
         if self.mode == "vjp":
             with torch.enable_grad():
-                (out,) = torch.autograd.grad(self.y, self.x, V, retain_graph=True,
-                                             create_graph=self.create_graph,
-                                             is_grads_batched=True)
+                (out,) = torch.func.vmap(self._pullback)(V)
         else:
-            fn, op, x, name = self.fn, self.op, self.x, self.fn_name
+            x = self.x
 
             def one(v):
-                y, jv = torch.func.jvp(fn, (x,), (v,))
-                _checks.fn_output(op, name, y, x)
-                return y, jv
+                return torch.func.jvp(self._checked, (x,), (v,))
 
             y, out = torch.func.vmap(one, out_dims=(None, 0))(V)
             if self.y is None:
@@ -305,8 +308,9 @@ def trace(fn, x: torch.Tensor, *, n_probes: int = 1, method: str = "hutchinson",
         method: ``"hutchinson"`` (K >= 1), ``"hutchpp"`` (K >= 3), ``"xtrace"`` (K >= 2) or
             ``"exact"``.
         probe: ``"rademacher"``, ``"gaussian"`` or ``"sphere"`` (norm √D).
-        mode: ``"vjp"`` (reverse mode, ``torch.autograd.grad(..., is_grads_batched=True)``) or
-            ``"jvp"`` (forward mode, ``torch.func.jvp`` under ``torch.func.vmap``).
+        mode: ``"vjp"`` (reverse mode: ``torch.func.vjp``, its pullback under
+            ``torch.func.vmap``) or ``"jvp"`` (forward mode, ``torch.func.jvp`` under
+            ``torch.func.vmap``). fn must be a function torch.func can transform.
         seed, offset, sample_offset, generator: the Philox stream of the probes
             (docs/spec.md §0); ``seed=None`` draws one from ``generator`` (torch's default
             generator: ``torch.manual_seed`` makes a run reproducible). A fixed ``offset``

@@ -16,8 +16,8 @@ Providers:
   retain_graph=True)`` and ``(g * v_k).sum(1)`` in a Python loop (FFJORD's
   ``divergence_approx``, one probe per call), probes drawn with ``torch.randint`` beforehand;
 * ``gmkernels``: :func:`gmkernels.trace.divergence` (``n_probes=K``, Rademacher, vjp): one
-  ``fn(x)`` and one backward batched over the K probes (``is_grads_batched``), the probes drawn
-  from the Philox stream inside the timed call.
+  ``fn(x)`` and one pullback batched over the K probes (``torch.func.vjp`` under ``vmap``),
+  the probes drawn from the Philox stream inside the timed call.
 
 There is no ``compile`` provider (a double-backward loop under torch.compile is not what these
 projects run) and no ``floor``.
