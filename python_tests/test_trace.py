@@ -90,9 +90,12 @@ def test_exact_on_rows_with_several_dims():
 # --------------------------------------------------------------------------------------------
 # unbiasedness
 
-@pytest.mark.parametrize("method", METHODS_RANDOM)
-@pytest.mark.parametrize("probe", T.PROBES)
-@pytest.mark.parametrize("mode", T.MODES)
+# every random method x probe kind x mode
+EVERY_ESTIMATOR = pytest.mark.parametrize(
+    "method,probe,mode", [(m, p, o) for m in METHODS_RANDOM for p in T.PROBES for o in T.MODES])
+
+
+@EVERY_ESTIMATOR
 def test_unbiased_on_a_random_matrix(method, probe, mode):
     D, B = 6, 4000
     A = _matrix(D, seed=4)
@@ -101,9 +104,7 @@ def test_unbiased_on_a_random_matrix(method, probe, mode):
     _within_5se(est, torch.trace(A).item(), f"{method}/{probe}/{mode}")
 
 
-@pytest.mark.parametrize("method", METHODS_RANDOM)
-@pytest.mark.parametrize("probe", T.PROBES)
-@pytest.mark.parametrize("mode", T.MODES)
+@EVERY_ESTIMATOR
 def test_unbiased_on_an_mlp_jacobian(method, probe, mode):
     D, B = 5, 3000
     fn = MLP(D, seed=5)
