@@ -46,6 +46,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -74,7 +75,7 @@ def _check_x(op: str, x) -> int:
     return x[0].numel()
 
 
-def _probe_words(op: str, shape, kind: str, seed, offset: int, sample_offset: int, dtype, device):
+def _probe_words(shape, kind: str, seed, offset: int, sample_offset: int, dtype, device):
     """The (B, K, D) probe tensor of docs/spec.md §4 (rows are samples)."""
     if kind == "rademacher":
         return _random.rademacher(shape, seed, offset, sample_offset, dtype=dtype, device=device)
@@ -107,14 +108,13 @@ def probes(x: torch.Tensor, n_probes: int = 1, *, probe: str = "rademacher", see
     seed, offset, sample_offset = _checks.stream(op, x.shape[0], seed, offset, sample_offset,
                                                  generator)
     B = x.shape[0]
-    v = _probe_words(op, (B, K, D), probe, seed, offset, sample_offset, x.dtype, x.device)
+    v = _probe_words((B, K, D), probe, seed, offset, sample_offset, x.dtype, x.device)
     return v.transpose(0, 1).reshape((K,) + tuple(x.shape))
 
 
 def _outside_inference(x):
     """Under ``torch.inference_mode()`` autograd records nothing: the matvecs then run with it
     off (``with torch.inference_mode(False)``) on a normal copy of x."""
-    import contextlib
     if not torch.is_inference_mode_enabled():
         return contextlib.nullcontext(), x
     with torch.inference_mode(False):
@@ -168,15 +168,9 @@ class _Operator:
         return out.reshape(n, self.shape[0], -1)
 
 
-def _std_of_mean(t, dim):
-    """The standard error of the mean along ``dim`` (unbiased sample std / √n)."""
-    n = t.shape[dim]
-    return t.std(dim=dim) / math.sqrt(n)
-
-
 def _hutchinson(A, V):
     prods = (V * A.apply(V)).sum(-1)           # (K, B): v_kᵀ J v_k
-    return prods.mean(0), prods, 0
+    return prods.mean(0), prods
 
 
 def _exact(A, B, D, dtype, device):
@@ -185,7 +179,7 @@ def _exact(A, B, D, dtype, device):
     return torch.diagonal(AE, dim1=0, dim2=2).sum(-1)
 
 
-def _hutchpp(A, V, D):
+def _hutchpp(A, V):
     K = V.shape[0]
     s = K // 3
     S = V[:s]                                  # (s, B, D) sketch probes
@@ -193,12 +187,12 @@ def _hutchpp(A, V, D):
     Q = torch.linalg.qr(Y.to(_work_dtype(Y)), mode="reduced").Q.to(Y.dtype)   # (B, D, k)
     k = Q.shape[-1]
     G = V[s + k:]                              # the last K - s - k probes
-    Gp = G - torch.einsum("bdk,bek,jbe->jbd", Q, Q, G)   # (I - QQᵀ) g
+    Gp = G - torch.einsum("bdk,jbk->jbd", Q, torch.einsum("bek,jbe->jbk", Q, G))  # (I - QQᵀ) g
     AQG = A.apply(torch.cat([Q.permute(2, 0, 1), Gp], 0))
     AQ, AG = AQG[:k], AQG[k:]
     low = torch.einsum("kbd,bdk->b", AQ, Q)    # Tr(Qᵀ J Q)
     prods = (Gp * AG).sum(-1)                  # (g, B)
-    return low + prods.mean(0), prods, low
+    return low + prods.mean(0), prods
 
 
 def _work_dtype(t):
@@ -232,7 +226,7 @@ def _xtrace(A, V, D):
     r = Omb - Q @ Wm + (Q @ Sm) * c[:, None, :]         # (I - P_i) ω_i
     Ar = Y - Z @ Wm + (Z @ Sm) * c[:, None, :]          # J (I - P_i) ω_i
     ests = (first + (r * Ar).sum(1)).to(V.dtype)         # (B, s)
-    return ests.mean(-1), ests.T, None
+    return ests.mean(-1), ests.T
 
 
 def _estimate(op, fn, x, n_probes, method, probe, mode, seed, offset, sample_offset,
@@ -278,15 +272,16 @@ def _run(op, fn, x, K, D, B, method, probe, mode, seed, offset, sample_offset, r
         est = _exact(A, B, D, x.dtype, x.device)
         se = torch.zeros_like(est)
     else:
-        V = _probe_words(op, (B, K, D), probe, seed, offset, sample_offset, x.dtype,
+        V = _probe_words((B, K, D), probe, seed, offset, sample_offset, x.dtype,
                          x.device).transpose(0, 1)                       # (K, B, D)
+        # est (B,) and the parts whose spread gives the standard error, (n, B)
         if method == "hutchinson":
-            est, parts, _ = _hutchinson(A, V)
+            est, parts = _hutchinson(A, V)
         elif method == "hutchpp":
-            est, parts, _ = _hutchpp(A, V, D)
+            est, parts = _hutchpp(A, V)
         else:
-            est, parts, _ = _xtrace(A, V, D)
-        se = _std_of_mean(parts, 0) if return_std else None
+            est, parts = _xtrace(A, V, D)
+        se = parts.std(dim=0) / math.sqrt(parts.shape[0]) if return_std else None
     if not create_graph:
         est = est.detach()
         se = se.detach() if se is not None else None
