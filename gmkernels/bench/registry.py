@@ -84,7 +84,7 @@ class Case:
 
     Attributes:
         family: op family, one of :data:`FAMILIES` (``"sde"``, ``"random"``, ``"planar"``,
-            ``"coupling"``, ``"rbm"``, ``"bm"``).
+            ``"coupling"``, ``"rbm"``, ``"bm"``, ``"trace"``).
         op: the op measured (``"langevin_step"``, ``"normal"``, ...).
         shape: shape of the main tensor.
         dtype: its dtype.
