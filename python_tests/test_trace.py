@@ -489,7 +489,8 @@ def test_sliced_score_matching_gradient_is_unbiased(variance_reduction, probe):
                                f"{e[bad].tolist()}, 5 SE {(5 * se)[bad].tolist()}")
 
 
-def test_sliced_score_matching_loss_uses_the_stream_projections():
+@pytest.mark.parametrize("mode", T.MODES)
+def test_sliced_score_matching_loss_uses_the_stream_projections(mode):
     D, M = 3, 5
     mlp = MLP(D, seed=35)
     x = torch.randn(6, D, generator=_gen(36), dtype=DT)
@@ -500,5 +501,6 @@ def test_sliced_score_matching_loss_uses_the_stream_projections():
     for vr, quad in ((True, 0.5 * (s * s).sum(1)),
                      (False, 0.5 * (torch.einsum("kbi,bi->kb", v, s) ** 2).mean(0))):
         loss = gmkernels.score.sliced_score_matching_loss(mlp, x, M, variance_reduction=vr,
-                                                          probe="gaussian", seed=7, offset=2)
+                                                          probe="gaussian", mode=mode, seed=7,
+                                                          offset=2)
         assert torch.isclose(loss, (vjv + quad).mean(), rtol=1e-12), (vr, loss)
