@@ -1038,6 +1038,26 @@ def _score() -> list:
           extra=[("sde_or_sigmas=str", "sde", dict(sde_or_sigmas="vp"), "error"),
                  ("sigmas=negative", "sigmas", dict(sde_or_sigmas=torch.tensor([1.0, -0.5])), "error"),
                  ("sigmas=ok", "sigmas", dict(sde_or_sigmas=torch.tensor([1.0, 0.5])), "ok")]),
+        T("gmkernels.score.sliced_score_matching_loss",
+          lambda a: score.sliced_score_matching_loss(
+              a["score_fn"], a["x"], a["n_projections"], variance_reduction=a["variance_reduction"],
+              probe=a["probe"], mode=a["mode"], seed=a["seed"], offset=a["offset"],
+              generator=a["generator"]),
+          lambda: dict(score_fn=lambda x: -x * x, x=_x(), n_projections=2, variance_reduction=True,
+                       probe="rademacher", mode="vjp", seed=0, offset=0, generator=None),
+          [Arg("score_fn", "fn"), Arg("x", "row", nan="skip", any_shape=True),
+           Arg("n_projections", "count", lo=1), Arg("variance_reduction", "bool"),
+           Arg("probe", "choice"), Arg("mode", "choice"), Arg("seed", "seed"),
+           Arg("offset", "offset"), Arg("generator", "gen")],
+          batch=("x",), empty="either", zero_d="error", rows_of_out=None,
+          extra=[("score_fn=wrong-shape", "score_fn",
+                  dict(score_fn=lambda x: x[:, :1]), "error")]),
+        T("gmkernels.score.score_matching_loss",
+          lambda a: score.score_matching_loss(a["score_fn"], a["x"], mode=a["mode"]),
+          lambda: dict(score_fn=lambda x: -x * x, x=_x(), mode="jvp"),
+          [Arg("score_fn", "fn"), Arg("x", "row", nan="skip", any_shape=True),
+           Arg("mode", "choice")],
+          batch=("x",), empty="either", zero_d="error", rows_of_out=None),
         T("VPSDE", lambda a: score.VPSDE(a["beta_min"], a["beta_max"]),
           lambda: dict(beta_min=0.1, beta_max=20.0),
           [Arg("beta_min", "float"), Arg("beta_max", "float", lo_open=True)], inference=False,
@@ -1078,8 +1098,50 @@ def _score() -> list:
     ]
 
 
+def _trace() -> list:
+    """gmkernels.trace (docs/spec.md §4): fn = x² elementwise, so the Jacobian diag(2x) carries
+    a NaN of a row into that row's trace only."""
+    T = Target
+    square = lambda x: x * x  # noqa: E731
+    out = []
+    for name, f in (("trace", gmkernels.trace.trace), ("divergence", gmkernels.trace.divergence)):
+        std = {"return_std": False} if name == "trace" else {}
+        out.append(T(
+            f"gmkernels.trace.{name}",
+            lambda a, f=f, std=std: f(a["fn"], a["x"], n_probes=a["n_probes"], method=a["method"],
+                                      probe=a["probe"], mode=a["mode"], seed=a["seed"],
+                                      offset=a["offset"], sample_offset=a["sample_offset"],
+                                      create_graph=a["create_graph"], generator=a["generator"],
+                                      **{k: a[k] for k in std}),
+            lambda std=std: dict(fn=square, x=_x(), n_probes=4, method="xtrace", probe="gaussian",
+                                 mode="vjp", seed=0, offset=0, sample_offset=0,
+                                 create_graph=False, generator=None, **std),
+            [Arg("fn", "fn"), Arg("x", "row", any_shape=True), Arg("n_probes", "count", lo=1),
+             Arg("method", "choice"), Arg("probe", "choice"), Arg("mode", "choice"),
+             Arg("seed", "seed"), Arg("offset", "offset"), Arg("sample_offset", "sample_offset"),
+             Arg("create_graph", "bool"), Arg("generator", "gen")]
+            + ([Arg("return_std", "bool")] if std else []),
+            batch=("x",), empty="either", zero_d="error",
+            extra=[("fn=wrong-shape", "fn", dict(fn=lambda x: x[:, :1]), "error"),
+                   ("n_probes=1-xtrace", "n_probes", dict(n_probes=1), "error"),
+                   ("hutchpp", "method", dict(method="hutchpp", n_probes=6), "ok"),
+                   ("jvp", "mode", dict(mode="jvp"), "ok")]))
+    out.append(T(
+        "gmkernels.trace.probes",
+        lambda a: gmkernels.trace.probes(a["x"], a["n_probes"], probe=a["probe"], seed=a["seed"],
+                                         offset=a["offset"], sample_offset=a["sample_offset"],
+                                         generator=a["generator"]),
+        lambda: dict(x=_x(), n_probes=2, probe="sphere", seed=0, offset=0, sample_offset=0,
+                     generator=None),
+        [Arg("x", "row", any_shape=True, nan="skip"), Arg("n_probes", "count", lo=1),
+         Arg("probe", "choice"), Arg("seed", "seed"), Arg("offset", "offset"),
+         Arg("sample_offset", "sample_offset"), Arg("generator", "gen")],
+        batch=("x",), empty="either", zero_d="error", rows_of_out=None))
+    return out
+
+
 def targets() -> list:
-    return _ops() + _models() + _score()
+    return _ops() + _models() + _score() + _trace()
 
 
 def cases() -> list:

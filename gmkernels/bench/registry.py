@@ -64,7 +64,7 @@ PROVIDER_RNG = {"eager": "torch", "compile": "torch", "gmkernels": "philox",
 
 # The op groups, named as in csrc/, gmkernels/ops/ and python_tests/: a case's family, and
 # its module gmkernels/bench/cases_<family>.py (one file per family).
-FAMILIES = ("sde", "random", "planar", "coupling", "rbm", "bm")
+FAMILIES = ("sde", "random", "planar", "coupling", "rbm", "bm", "trace")
 
 # Modules that register cases; imported lazily by all_cases() so `--help` stays fast.
 CASE_MODULES = tuple(f"gmkernels.bench.cases_{f}" for f in FAMILIES)
@@ -86,7 +86,7 @@ class Case:
 
     Attributes:
         family: op family, one of :data:`FAMILIES` (``"sde"``, ``"random"``, ``"planar"``,
-            ``"coupling"``, ``"rbm"``, ``"bm"``).
+            ``"coupling"``, ``"rbm"``, ``"bm"``, ``"trace"``).
         op: the op measured (``"langevin_step"``, ``"normal"``, ...).
         shape: shape of the main tensor.
         dtype: its dtype.
