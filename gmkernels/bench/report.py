@@ -132,8 +132,8 @@ def text_tables(records: Sequence[dict], notes: dict[tuple[str, str], list[str]]
         widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
         line = lambda cells: "  ".join(  # noqa: E731
             c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-        out.append(f"{family} / {op}  (median ms per call; ratios > 1 on eager/gmk and "
-                   "compile/gmk mean gmkernels is faster)")
+        out.append(f"{family} / {op}  (median ms per call; ratios > 1 on eager/gmk, "
+                   "compile/gmk and peer/gmk mean gmkernels is faster)")
         out.append(line(header))
         out.append("  ".join("-" * w for w in widths))
         out += [line(r) for r in body]
