@@ -174,23 +174,23 @@ def fit_eager(data: torch.Tensor, n_hidden: int, lr: float, batch_size: int, epo
     return W
 
 
-def _fit_eager(inp):
+def _fit_eager(inp, fit=FIT):
     data = inp["data"]
     gen = torch.Generator().manual_seed(SEED)
-    return lambda: fit_eager(data, generator=gen, **FIT)
+    return lambda: fit_eager(data, generator=gen, **fit)
 
 
-def _fit_gmkernels(inp):
+def _fit_gmkernels(inp, fit=FIT):
     from ..boltzmann import RBM
     data = inp["data"]
     require_fused("rbm_fit_epoch_", data.device)
     seeds = itertools.count(SEED)
 
     def run():
-        rbm = RBM(data.shape[1], FIT["n_hidden"], dtype=data.dtype, device=data.device,
+        rbm = RBM(data.shape[1], fit["n_hidden"], dtype=data.dtype, device=data.device,
                   generator=torch.Generator().manual_seed(0))
-        return rbm.fit(data, epochs=FIT["epochs"], lr=FIT["lr"], k=1, persistent=True,
-                       batch_size=FIT["batch_size"], momentum=0.0, seed=next(seeds))
+        return rbm.fit(data, epochs=fit["epochs"], lr=fit["lr"], k=1, persistent=True,
+                       batch_size=fit["batch_size"], momentum=0.0, seed=next(seeds))
     return run
 
 
@@ -211,3 +211,49 @@ register(Case(family="rbm", op="RBM.fit", shape=(1797, 64, 64), dtype=torch.floa
                    "lr 0.05, batch 20, 20 epochs; peer = scikit-learn's BernoulliRBM (NumPy), "
                    "eager = the same loop in plain PyTorch; gmkernels = RBM.fit (one fused op "
                    "call per epoch)"))
+
+
+# MNIST-sized: random binary data (N = 2000, 784 visible, p = 0.2), 500 hidden, PCD-1, batches of
+# 100, one epoch per call. floor = the GEMMs one PCD-1 update needs (data and chain
+# pre-activations, the Gibbs step's two, the two statistics, the reconstruction), into
+# preallocated buffers, per batch: what any implementation that keeps BLAS must pay.
+FIT_BIG = dict(n_hidden=500, lr=0.05, batch_size=100, epochs=1)
+
+
+def _big_data(case: Case, device: torch.device) -> dict:
+    N, nv = case.shape[:2]
+    gen = torch.Generator().manual_seed(0)
+    return {"data": (torch.rand(N, nv, generator=gen) < 0.2).to(case.dtype).to(device)}
+
+
+def _fit_big_floor(inp):
+    data = inp["data"]
+    N, nv = data.shape
+    nh, bs = FIT_BIG["n_hidden"], FIT_BIG["batch_size"]
+    W = 0.01 * torch.randn(nv, nh, generator=torch.Generator().manual_seed(0)).to(data)
+    h, hk = data.new_empty(bs, nh), data.new_empty(bs, nh)
+    v, gW = data.new_empty(bs, nv), data.new_empty(nv, nh)
+    Wt = W.t()
+
+    def run():
+        for s in range(0, N, bs):
+            x = data[s:s + bs]
+            torch.mm(x, W, out=h)       # data pre-activations
+            torch.mm(x, W, out=hk)      # chain hidden half
+            torch.mm(hk, Wt, out=v)     # chain visible half
+            torch.mm(v, W, out=hk)      # chain statistics
+            torch.mm(x.t(), h, out=gW)  # positive statistics
+            torch.mm(v.t(), hk, out=gW)  # negative statistics
+            torch.mm(h, Wt, out=v)      # reconstruction
+        return gW
+    return run
+
+
+register(Case(family="rbm", op="RBM.fit", shape=(2000, 784, 500), dtype=torch.float32,
+              setup=_big_data,
+              providers={"eager": lambda inp: _fit_eager(inp, FIT_BIG),
+                         "gmkernels": lambda inp: _fit_gmkernels(inp, FIT_BIG),
+                         "floor": _fit_big_floor},
+              suites=frozenset({"full"}),
+              note="one epoch of PCD-1 on MNIST-sized random data, batches of 100; floor = the "
+                   "7 GEMMs per batch alone"))
