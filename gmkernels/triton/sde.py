@@ -429,7 +429,7 @@ def _corrector_fwd_kernel(x_ptr, s_ptr, y_ptr, a_ptr, means_ptr,
     ratio = _div(_full(snr, CD) * nn, tl.where(zero, 1.0, gn), FP64)
     # 2*alpha*ratio*ratio left to right, as csrc/sde/sde.h corrector_coefs
     eps = 2.0 * _row_param(a_ptr, r, rows, alpha, HAS_A, CD) * ratio * ratio
-    eps = tl.where(zero | (eps > CORRECTOR_MAX_STEP), 0.0, eps)
+    eps = tl.where(zero, 0.0, tl.where(eps > CORRECTOR_MAX_STEP, 0.0, eps))
     xi = _noise_tile(r, g, seed_lo, seed_hi, off_lo, off_hi, row0, FP64)
     y = x + eps * s + _sqrt(2.0 * eps, FP64) * xi
     tl.store(y_ptr + offs, cast_to(y, y_ptr.dtype.element_ty), mask=mask)
