@@ -155,8 +155,9 @@ def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, al
     xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
     rows = _rows(x)
     s = score.to(cd)
-    nn = xi.reshape(rows, -1).norm(dim=1).mean()
-    gn = s.reshape(rows, -1).norm(dim=1).mean()
+    M = x.numel() // max(rows, 1)
+    nn = xi.reshape(rows, M).norm(dim=1).mean()      # NaN for an empty batch: nothing uses it
+    gn = s.reshape(rows, M).norm(dim=1).mean()
     a = alpha.to(cd) if isinstance(alpha, torch.Tensor) else float(alpha)
     ratio = snr * nn / torch.where(gn == 0, torch.ones_like(gn), gn)
     eps = 2 * a * ratio * ratio * torch.ones(rows, dtype=cd, device=x.device)
