@@ -523,6 +523,12 @@ def test_langevin_corrector_guard_and_nan(any_backend, dtype):
     sn[4, 2] = float("nan")
     got = gmkernels.langevin_corrector_step(x, sn, 0.16, seed=3, offset=1)
     assert got.isnan().all(), got
+    # an inf makes the mean score norm inf, so eps = 0: x back, NaN (0 * inf) in that row only
+    sn[4, 2] = float("inf")
+    got = gmkernels.langevin_corrector_step(x, sn, 0.16, seed=3, offset=1)
+    keep = torch.ones(9, dtype=torch.bool)
+    keep[4] = False
+    assert torch.equal(got[keep], x[keep]) and got[4].isnan().any(), got
 
 
 def test_langevin_corrector_rows_depend_on_the_batch(any_backend):
