@@ -30,8 +30,7 @@ and crash (the process died).
 
 Cases that another change fixes carry ``owner`` (``"A"`` double backward, ``"B"`` in-place
 version counters and overlapping writes, ``"C"`` the ops' NaN/range contracts and counter
-overflow, ``"F"`` the corrector): the probe reports them, marked, and the test leaves them
-out.
+overflow): the probe reports them, marked, and the test leaves them out.
 """
 
 from __future__ import annotations
@@ -77,6 +76,8 @@ class Arg:
     nan: str = "check"            # row/shared: "check" (error or propagation) | "skip"
     at: int = 0                   # row/shared: the element (of the row) that NaN / inf goes to
     shows: tuple | None = None    # row/shared: the outputs a NaN must reach (None: every float output)
+    nan_all: bool = False         # row: a NaN in one row must reach every row (the rows are
+                                  # coupled: the corrector's one step size for the batch)
     zero_d: str = "error"         # shared: what a 0-d tensor must give ("ok": it broadcasts)
     any_shape: bool = False       # row: every shape is valid (a sampler's x0): wrong-shape is "ok"
     expanded: str = "ok"          # row: what a stride-0 (expanded) copy gives ("error": written in place)
@@ -377,10 +378,11 @@ def cases_of(target: Target) -> list:
             if a.nan == "check" and not a.int_ok:
                 row = 1 if k == "row" else None
                 for label, v, is_nan in (("nan", NAN, True), ("inf", INF, False)):
+                    reach = None if a.nan_all and is_nan else row  # None: every row
                     add(f"{n}={label}", n,
                         lambda d, n=n, v=v, row=row, at=a.at: {n: _poke(d[n], v, row, at)}, "nan",
-                        check=lambda build, row=row, is_nan=is_nan, shows=a.shows: (
-                            lambda o: nan_rows(o, row, is_nan, target.rows_of_out, shows)),
+                        check=lambda build, reach=reach, is_nan=is_nan, shows=a.shows: (
+                            lambda o: nan_rows(o, reach, is_nan, target.rows_of_out, shows)),
                         owner=own(label))
             if a.layouts:
                 add(f"{n}=non-contiguous", n, lambda d, n=n: {n: _strided(d[n])}, "ok",
@@ -485,8 +487,11 @@ def cases_of(target: Target) -> list:
         owner = extra[4] if len(extra) > 4 else None
         check = "same" if expect == "ok" and name.startswith("same:") else (
             "ref" if expect in ("ok", "either") else None)
-        if expect == "nan":
-            check = lambda build: (lambda o: nan_rows(o, 1, True, target.rows_of_out))  # noqa: E731
+        if expect in ("nan", "nan-all"):  # a NaN in row 1: in row 1 / in every row
+            reach = 1 if expect == "nan" else None
+            check = lambda build, reach=reach: (  # noqa: E731
+                lambda o: nan_rows(o, reach, True, target.rows_of_out))
+            expect = "nan"
         add(name.removeprefix("same:"), arg, change, expect, check=check, owner=owner)
     return out
 
@@ -634,11 +639,15 @@ def _ops() -> list:
           lambda a: gmkernels.langevin_corrector_step(a["x"], a["score"], a["snr"],
                                                       alpha=a["alpha"], **kw_stream(a)),
           lambda: dict(x=_x(), score=_x(seed=2), snr=0.16, alpha=1.0, **s0),
-          [row("x"), row("score", owner={"nan": "F", "inf": "F"}),
+          # the batch step size: a NaN score row makes every row NaN; an inf one makes the
+          # step 0 (x back, its own row NaN from 0 * inf); tiny scores give x back
+          [row("x"), row("score", nan_all=True),
            Arg("snr", "float", lo_open=True), Arg("alpha", "coef"), *stream],
           batch=("x", "score"), empty="ok", zero_d="either",
           extra=[("score-row-tiny", "score",
-                  lambda a: dict(score=_scaled_row(a["score"], 1, 1e-20)), "either", "F")]),
+                  lambda a: dict(score=_scaled_row(a["score"], 1, 1e-20)), "either"),
+                 ("score-all-tiny", "score", lambda a: dict(score=a["score"] * 1e-20), "either"),
+                 ("score-zero", "score", lambda a: dict(score=a["score"] * 0), "either")]),
         T("gmkernels.affine_noise_step",
           lambda a: gmkernels.affine_noise_step(a["x"], a["e"], a["cx"], a["ce"], a["cn"],
                                                 **kw_stream(a)),
@@ -1010,9 +1019,10 @@ def _score() -> list:
                  ("eps=1", "eps", dict(eps=1.0), "error"),
                  ("score_fn-nan-row", "score_fn", dict(score_fn=_nan_row(lambda x, t: -x)), "nan"),
                  ("corrector=langevin", "corrector", dict(corrector="langevin"), "ok"),
-                 ("corrector=langevin_batch", "corrector", dict(corrector="langevin_batch"), "ok"),
-                 ("corrector=langevin_batch-nan-row", "score_fn",
-                  dict(corrector="langevin_batch", score_fn=_nan_row(lambda x, t: -x)), "nan", "F")]),
+                 ("corrector=langevin_batch", "corrector", dict(corrector="langevin_batch"),
+                  "error"),
+                 ("corrector=langevin-nan-row", "score_fn",
+                  dict(corrector="langevin", score_fn=_nan_row(lambda x, t: -x)), "nan-all")]),
         T("gmkernels.score.ddpm_sample",
           lambda a: score.ddpm_sample(a["eps_fn"], a["schedule"], a["shape"], seed=a["seed"],
                                       dtype=a["dtype"], device=a["device"]),
@@ -1156,4 +1166,4 @@ def cases() -> list:
 
 
 OWNERS = {"A": "double backward", "B": "in-place version counters and overlapping writes",
-          "C": "the ops' NaN/range contracts and counter overflow", "F": "the corrector"}
+          "C": "the ops' NaN/range contracts and counter overflow"}
