@@ -172,24 +172,65 @@ def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
     if u.shape != w.shape:
         raise ValueError(f"{op}: u and w must have one shape, got {tuple(u.shape)} and {tuple(w.shape)}")
     _checks.like(op, "u", u, "w", w)
-    fi = torch.finfo(u.dtype)
-    if eps is None:
-        eps = fi.eps ** 2
+    dtype = u.dtype
+    # float16 / bfloat16 are computed in float32 and rounded once at the end (then nudged)
+    cd = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    fi = torch.finfo(cd)
+    eps = fi.eps ** 2 if eps is None else _checks.real(op, "eps", eps, 0.0, lo_open=True)
     if margin is None:
-        margin = 1e-8 if u.dtype == torch.float64 else 1e-3
+        margin = 1e-8 if dtype == torch.float64 else 1e-3
+    else:
+        margin = _checks.real(op, "margin", margin, 0.0, lo_open=True)
+    uc, wc = u.to(cd), w.to(cd)
     # w = scale * ws with scale = max|w_d|, so ||ws||² is in [1, D]: ||w||² itself underflows
-    # for |w| < 1e-19 in float32 while the exact û is still finite there.
-    scale = w.abs().amax(-1, keepdim=True)
-    ws = w / torch.where(scale > 0, scale, torch.ones_like(scale))
+    # for |w| < 1e-19 in float32 while the exact û is still finite there. Which branch a row
+    # takes is read from the values alone (no graph), so that the branch not taken can get safe
+    # inputs: no 1/scale of a subnormal w in any backward (inf * 0 = NaN gradients).
+    with torch.no_grad():
+        scale0 = wc.abs().amax(-1, keepdim=True)
+        ws0 = wc / torch.where(scale0 > 0, scale0, torch.ones_like(scale0))
+        n2s0 = (ws0 * ws0).sum(-1, keepdim=True)
+        wu0 = (ws0 * uc).sum(-1, keepdim=True) * scale0
+        # Exact where ||w|| >= eps, and where w·u <= -1/2 (no overflow there: |w·u| >= 1/2
+        # bounds 1/scale by 2 sqrt(D) |u|). Elsewhere fade out: ||w||² -> eps², so
+        # û·w = w·u + (m - w·u) r with r = ||w||²/eps² in [0, 1) lies between w·u and m, both
+        # > -1, and û -> u as w -> 0.
+        exact = (scale0 * n2s0.sqrt() >= eps) | (wu0 <= -0.5)
+        use_scale = exact & (scale0 > 0)
+    scale = wc.abs().amax(-1, keepdim=True)
+    safe_scale = torch.where(use_scale, scale, torch.ones_like(scale))
+    ws = wc / safe_scale
     n2s = (ws * ws).sum(-1, keepdim=True)
-    wu = (ws * u).sum(-1, keepdim=True) * scale
+    wu = torch.where(exact, (ws * uc).sum(-1, keepdim=True) * safe_scale,
+                     (wc * uc).sum(-1, keepdim=True))
     m = torch.clamp_min(torch.nn.functional.softplus(wu) - 1, -1 + margin)
-    # Exact where ||w|| >= eps, and where w·u <= -1/2 (no overflow there: |w·u| >= 1/2 bounds
-    # 1/scale by 2 sqrt(D) |u|). Elsewhere fade out: ||w||² -> eps², so û·w = w·u + (m - w·u) r
-    # with r = ||w||²/eps² in [0, 1) lies between w·u and m, both > -1, and û -> u as w -> 0.
-    exact = (scale * n2s.sqrt() >= eps) | (wu <= -0.5)
-    # the branch not taken gets safe inputs, so its backward has no inf * 0
-    safe_scale = torch.where(exact & (scale > 0), scale, torch.ones_like(scale))
     corr_exact = (m - wu) * ws / (safe_scale * n2s.clamp_min(1))
-    corr_fade = (m - wu) * torch.where(exact, torch.zeros_like(w), w) / (eps * eps)
-    return u + torch.where(exact, corr_exact, corr_fade)
+    corr_fade = (m - wu) * torch.where(exact, torch.zeros_like(wc), wc) / (eps * eps)
+    out = (uc + torch.where(exact, corr_exact, corr_fade)).to(dtype)
+    return out + _nudge(out, wc, m.detach(), margin, exact)
+
+
+def _nudge(r: torch.Tensor, w: torch.Tensor, m: torch.Tensor, margin: float,
+           exact: torch.Tensor) -> torch.Tensor:
+    """A constant (no gradient) correction of the rounded û ``r`` so that ``r·w > -1`` holds
+    for the values stored in r's dtype, not only for the exact û: rounding each element
+    moves û·w by up to ``E = ulp · Σ|û_d w_d|``, which passes -1 in float16 / bfloat16 and for
+    huge |u| (|u| ~ 1e30: E ~ 1e23 in float32). Where the stored dot (in float64) is at or below
+    ``-1 + margin / 2``, û moves along w by ``(m - dot + 2E) / ||w||²`` (the deficit plus twice
+    the rounding of the move itself), 3 times (a row already good gets a step of 0: no
+    data-dependent branch, so it traces and never syncs); elsewhere the correction is 0, so
+    float32 / float64 results of ordinary inputs are unchanged."""
+    with torch.no_grad():
+        w64 = w.to(torch.float64)
+        n2 = (w64 * w64).sum(-1, keepdim=True)
+        unit = torch.finfo(r.dtype).eps
+        fixed = r
+        for _ in range(3):
+            f64 = fixed.to(torch.float64)
+            dot = (f64 * w64).sum(-1, keepdim=True)
+            bad = (dot <= -1 + margin / 2) & exact & (n2 > 0)  # no .any(): no host sync
+            err = unit * (f64 * w64).abs().sum(-1, keepdim=True)
+            step = torch.where(bad, (m.to(torch.float64) - dot + 2 * err) / torch.where(
+                bad, n2, torch.ones_like(n2)), torch.zeros_like(dot))
+            fixed = (f64 + step * w64).to(r.dtype)
+        return fixed - r
