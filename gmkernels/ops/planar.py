@@ -65,6 +65,12 @@ def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.
     Returns:
         ``(z_K, logdet)``: (B, D) and (B,), contiguous, z's dtype.
 
+    NaN: a NaN in row r of z gives NaN in every element of ``z_K[r]`` and in ``logdet[r]``,
+    the other rows unchanged, on every backend (the kernels propagate a NaN pre-activation
+    through tanh, the update and the log-det). A NaN in a shared parameter (u_hat, w or b) is
+    NaN in every row; in a per-sample one, in its row. No error: the op reads no values, so
+    it costs no device sync. (An inf may give a finite limit, tanh(±inf) = ±1.)
+
     Gradients: flow to every input; the backward is one fused op too
     (``torch.ops.gmkernels.planar_flow_backward``), which recomputes the forward per row
     instead of storing the K intermediate z's (memory O(B·D), not O(B·K·D)); shared-parameter
@@ -151,15 +157,25 @@ def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
         float32 (and lower precision), 1e-8 for float64; it binds only where
         ``softplus(w·u) < margin`` (``w·u < -6.9`` in float32), where m's slope is below margin.
 
+    Rounding: ``û·w > -1`` holds for the values returned in u's dtype, not only for the
+    exact û. float16 / bfloat16 are computed in float32 and rounded once; where the stored
+    dot (computed in float64) is at or below ``-1 + margin / 2`` (rounding moves it by up to
+    ``ulp · Σ|û_d w_d|``: past the margin in half types, and by ~1e23 for |u| ~ 1e30 in
+    float32), û is nudged along w (:func:`_nudge`, a constant for autograd).
+
     Args:
         u, w: (..., D) tensors of one dtype and device (e.g. (K, D) shared parameters or
-            (B, K, D) per-sample ones).
+            (B, K, D) per-sample ones); float16, bfloat16, float32 or float64.
+        eps: None or a finite float > 0 (the fade-out radius of ``||w||``).
+        margin: None or a finite float > 0; a negative, zero, NaN or infinite margin (which
+            would allow ``û·w <= -1``) raises ``ValueError``, a non-number ``TypeError``.
 
     Returns:
-        û, the shape of ``u``.
+        û, the shape and dtype of ``u``.
 
     Gradients: a composite of torch ops, so autograd differentiates it to any order (double
-    backward included).
+    backward included). For a subnormal w (the fade-out branch) the gradients are finite:
+    the branch is chosen from the values alone and the branch not taken gets safe inputs.
 
     >>> u, w = torch.randn(8, 2), torch.randn(8, 2)
     >>> u_hat = gmkernels.planar_u_hat(u, w)   # then gmkernels.planar_flow(z, u_hat, w, b)
