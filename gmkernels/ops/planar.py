@@ -229,24 +229,31 @@ def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
 def _nudge(r: torch.Tensor, w: torch.Tensor, m: torch.Tensor, margin: float,
            exact: torch.Tensor) -> torch.Tensor:
     """A constant (no gradient) correction of the rounded û ``r`` so that ``r·w > -1`` holds
-    for the values stored in r's dtype, not only for the exact û: rounding each element
-    moves û·w by up to ``E = ulp · Σ|û_d w_d|``, which passes -1 in float16 / bfloat16 and for
-    huge |u| (|u| ~ 1e30: E ~ 1e23 in float32). Where the stored dot (in float64) is at or below
-    ``-1 + margin / 2``, û moves along w by ``(m - dot + 2E) / ||w||²`` (the deficit plus twice
-    the rounding of the move itself), 3 times (a row already good gets a step of 0: no
-    data-dependent branch, so it traces and never syncs); elsewhere the correction is 0, so
-    float32 / float64 results of ordinary inputs are unchanged."""
+    for the values stored in r's dtype, not only for the exact û, and also for the dot as a
+    kernel computes it (float32 for every dtype but float64, summed in any order).
+
+    Rounding each element moves û·w by up to ``E = ulp · Σ|û_d w_d|``, which passes -1 in
+    float16 / bfloat16 and for huge |u| (|u| ~ 1e30: E ~ 1e23 in float32); a kernel's sum of
+    the D products errs by up to ``G = D · eps_kernel · Σ|û_d w_d|``. Where the stored dot (in
+    float64, nearly exact) is at or below ``-1 + margin / 2 + G``, û moves along w by
+    ``(m - dot + 2E + 2G) / ||w||²`` (the deficit plus twice the rounding of the move itself
+    and of a kernel's sum), 3 times (a row already good gets a step of 0: no data-dependent
+    branch, so it traces and never syncs). For ordinary float32 / float64 inputs G and E are
+    ~1e-7 |û||w| and the correction is 0: the results are unchanged."""
     with torch.no_grad():
         w64 = w.to(torch.float64)
         n2 = (w64 * w64).sum(-1, keepdim=True)
         unit = torch.finfo(r.dtype).eps
+        kernel_eps = torch.finfo(torch.float64 if r.dtype == torch.float64 else torch.float32).eps
+        D = r.shape[-1]
         fixed = r
         for _ in range(3):
             f64 = fixed.to(torch.float64)
             dot = (f64 * w64).sum(-1, keepdim=True)
-            bad = (dot <= -1 + margin / 2) & exact & (n2 > 0)  # no .any(): no host sync
-            err = unit * (f64 * w64).abs().sum(-1, keepdim=True)
-            step = torch.where(bad, (m.to(torch.float64) - dot + 2 * err) / torch.where(
+            size = (f64 * w64).abs().sum(-1, keepdim=True)
+            slack = 2 * unit * size + 2 * D * kernel_eps * size
+            bad = (dot - slack / 2 <= -1 + margin / 2) & exact & (n2 > 0)  # no .any(): no sync
+            step = torch.where(bad, (m.to(torch.float64) - dot + slack) / torch.where(
                 bad, n2, torch.ones_like(n2)), torch.zeros_like(dot))
             fixed = (f64 + step * w64).to(r.dtype)
         return fixed - r
