@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import gmkernels
-from gmkernels import score
+from gmkernels import _backend, score
 from gmkernels.boltzmann import RBM, BoltzmannMachine
 from gmkernels.reference import planar as ref_planar
 from gmkernels.reference import random as ref_random
@@ -147,17 +147,30 @@ def test_planar_u_hat_subnormal_w_gradients(dtype, tiny):
 def test_bernoulli_refuses_invalid_p(backend, bad):
     p = torch.rand(4, 5, generator=_g(5))
     p[2, 3] = bad
-    _refused(ValueError, "gmkernels.random.bernoulli", "p",
-             lambda: gmkernels.random.bernoulli(p, seed=1))
+    if p.device.type == "cpu":
+        _refused(ValueError, "gmkernels.random.bernoulli", "p",
+                 lambda: gmkernels.random.bernoulli(p, seed=1))
+    else:  # decided: no value read (a sync per call) on CUDA; NaN in exactly that element
+        out = gmkernels.random.bernoulli(p, seed=1)
+        bad_at = torch.zeros(4, 5, dtype=torch.bool, device=p.device)
+        bad_at[2, 3] = True
+        assert bool(torch.isnan(out[bad_at]).all() and torch.isfinite(out[~bad_at]).all())
 
 
 def _bernoulli_kernels():
-    out = [("reference", ref_random.bernoulli)]
+    """(name, function, device) of every Bernoulli kernel that can run here."""
+    cuda = torch.cuda.is_available()
+    out = [("reference-cpu", ref_random.bernoulli, "cpu")]
     if gmkernels.extension_available():
-        out.append(("native", lambda p, *s: torch.ops.gmkernels.random_bernoulli(p, *s)))
+        op = lambda p, *s: torch.ops.gmkernels.random_bernoulli(p, *s)  # noqa: E731
+        out.append(("native-cpu", op, "cpu"))
+        if cuda and _backend.native_has("random_bernoulli", "cuda"):
+            out.append(("native-cuda", op, "cuda"))
     if gmkernels.build_info()["triton"]:
         from gmkernels.triton import random as tri
-        out.append(("triton", tri.bernoulli))
+        # on the CPU only in the interpreter (conftest sets TRITON_INTERPRET=1 without a GPU)
+        out.append(("triton-" + ("cuda" if cuda else "cpu"), tri.bernoulli,
+                    "cuda" if cuda else "cpu"))
     return out
 
 
@@ -166,13 +179,13 @@ def _bernoulli_kernels():
 def test_bernoulli_kernels_write_nan_for_invalid_p(kernel, dtype):
     """What a CUDA p gets (the wrapper reads no CUDA values): NaN in exactly the invalid
     elements, the valid ones as the reference draws them."""
-    name, fn = kernel
+    name, fn, device = kernel
     g = _g(6)
     p = torch.rand(7, 9, generator=g, dtype=torch.float64).to(dtype)
     bad = torch.rand(7, 9, generator=g) < 0.2
     vals = torch.tensor([NAN, INF, -INF, 1.5, -0.5], dtype=dtype)
     p[bad] = vals[torch.randint(0, 5, (int(bad.sum()),), generator=g)]
-    out = fn(p, 3, 11, 2)
+    out = fn(p.to(device), 3, 11, 2).cpu()
     assert bool(torch.isnan(out[bad]).all()), out[bad]
     assert bool(((out[~bad] == 0) | (out[~bad] == 1)).all())
     want = ref_random.bernoulli(p.clamp(0, 1).nan_to_num(0.5), 3, 11, 2)
@@ -189,11 +202,11 @@ def test_uniform_low_precision_below_one(backend, dtype):
     u = gmkernels.random.uniform((1024, 1024), seed=0, dtype=dtype)
     top = 1 - 2.0 ** -(11 if dtype == torch.float16 else 8)
     assert float(u.max()) == top and float(u.min()) >= 0, float(u.max())
-    assert torch.equal(u, ref_random.uniform((1024, 1024), 0, dtype=dtype))
+    assert torch.equal(u, ref_random.uniform((1024, 1024), 0, dtype=dtype, device=u.device))
     # below the top the values are the float32 stream rounded to nearest
     u32 = gmkernels.random.uniform((1024, 1024), seed=0, dtype=torch.float32)
     assert torch.equal(u, u32.clamp_max(top).to(dtype))
-    out = torch.empty(1024, 1024, dtype=dtype)
+    out = torch.empty(1024, 1024, dtype=dtype, device=u.device)
     assert torch.equal(gmkernels.random.uniform_(out, seed=0), u)
 
 
