@@ -85,6 +85,22 @@ def test_planar_flow_nan_shared_parameter(backend, dtype, name):
     assert bool(torch.isnan(x).any(1).all()), x
 
 
+@pytest.mark.parametrize("name", ["u_hat", "w", "b"])
+def test_planar_flow_nan_per_sample_parameter(backend, name):
+    """A per-sample (amortized) parameter belongs to its row: a NaN there is NaN in that
+    row only, the other rows as the reference computes them."""
+    B, bad = 6, 2
+    z, u, w, b = _planar_params(B, 3, 4, torch.float64, True, seed=8)
+    t = {"u_hat": u, "w": w, "b": b}[name]
+    t[bad].view(-1)[0] = NAN
+    x, ld = gmkernels.planar_flow(z, u, w, b)
+    assert bool(torch.isnan(ld[bad])) and bool(torch.isnan(x[bad]).any()), (x[bad], ld[bad])
+    rest = [r for r in range(B) if r != bad]
+    xr, ldr = ref_planar.planar_flow(z, u, w, b)
+    torch.testing.assert_close(x[rest], xr[rest], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ld[rest], ldr[rest], rtol=1e-10, atol=1e-10)
+
+
 # --------------------------------------------------------------------------------------------
 # planar_u_hat
 
