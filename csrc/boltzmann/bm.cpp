@@ -69,6 +69,8 @@ BmPrep bm_prepare(const char* op, const at::Tensor& y, const at::Tensor& W, cons
   TORCH_CHECK_VALUE(b.device() == y.device(), op, ": b must be on y's device (", y.device(),
                     "), got ", b.device());
   TORCH_CHECK_VALUE(n_sweeps >= 0, op, ": n_sweeps must be >= 0, got ", n_sweeps);
+  // sweep s uses offset + s
+  check_span(op, "n_sweeps", n_sweeps, offset, static_cast<uint64_t>(n_sweeps), "n_sweeps");
   const BmOrder ord = enum_arg<BmOrder>(op, "order", order);
   TORCH_CHECK_VALUE(D < (int64_t{1} << 24), op, ": D must be < 2^24, got ", D);
   TORCH_CHECK_VALUE(std::isfinite(beta) && beta >= 0, op, ": beta must be finite and >= 0, got ",

@@ -87,6 +87,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rbm_gibbs_run(
     const char* op, const RbmPrep& p, int64_t k, int64_t seed, int64_t offset,
     int64_t sample_offset, const Pass& pass) {
   TORCH_CHECK_VALUE(k >= 0, op, ": k must be >= 0, got ", k);
+  // positions offset .. offset + 2k - 1 (k = 0: offset alone)
+  check_span(op, "k", k, offset, k == 0 ? 1 : 2 * static_cast<uint64_t>(k), "2k");
   // The docs/spec.md §0 limits (rows + sample_offset < 2^32, row length) for both layers.
   checked_stream(op, p.v.sizes(), seed, offset, sample_offset);
   checked_stream(op, {p.B, p.nh}, seed, offset, sample_offset);
@@ -289,6 +291,8 @@ std::tuple<at::Tensor, at::Tensor> rbm_ais_run(const char* op, const RbmPrep& p,
   }
   const int64_t n = n_chains;
   checked_stream(op, {n, std::max(p.nv, p.nh)}, seed, offset, 0);
+  // positions offset .. offset + 2K - 2
+  check_span(op, "len(betas)", K, offset, 2 * static_cast<uint64_t>(K) - 1, "2 len(betas) - 1");
   at::Tensor v = at::empty({n, p.nv}, opts);
   at::Tensor h = at::empty({n, p.nh}, opts);
   at::Tensor pre_h = at::empty({n, p.nh}, opts);

@@ -114,8 +114,8 @@ class BoltzmannMachine(nn.Module):
         gives the same samples.
 
         ``init`` must have exactly ``n`` rows (``n < 2^32``, the rows of the stream), ``beta``
-        is a float or a per-chain (n,) tensor >= 0, and the sweeps use stream positions
-        ``offset .. offset + n_sweeps - 1``, which must fit below 2^64.
+        is a float or a per-chain (n,) tensor >= 0, and the sweeps (``n_sweeps < 2^32``) use
+        stream positions ``offset .. offset + n_sweeps - 1``, which must fit below 2^64.
 
         >>> bm = gmkernels.boltzmann.BoltzmannMachine(3)
         >>> with torch.no_grad():
@@ -126,7 +126,7 @@ class BoltzmannMachine(nn.Module):
         """
         op = "BoltzmannMachine.sample"
         n = _checks.integer(op, "n", n, 0, U32)
-        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0, 1 << 63)
+        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0, U32)  # gmkernels.bm_gibbs's limit
         _checks.choice(op, "order", order, ORDERS)
         _checks.generator(op, "generator", generator)
         if init is not None:
@@ -216,7 +216,7 @@ class BoltzmannMachine(nn.Module):
         _checks.boolean(op, "lr_decay", lr_decay)
         epochs = _checks.integer(op, "epochs", epochs, 1)
         n_chains = _checks.integer(op, "n_chains", n_chains, 1, U32)
-        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 1, 1 << 63)
+        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 1, U32)  # gmkernels.bm_gibbs's limit
         lr = _checks.real(op, "lr", lr, 0.0, lo_open=True)
         weight_decay = _checks.real(op, "weight_decay", weight_decay, 0.0)
         momentum = _checks.real(op, "momentum", momentum, 0.0, 1.0, hi_open=True)

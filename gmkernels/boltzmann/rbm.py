@@ -146,7 +146,8 @@ class RBM(nn.Module):
 
         ``init`` must have exactly ``n`` rows (one chain per sample), ``n < 2^32`` (the rows of
         the stream); ``beta`` is a float or a per-chain (n,) tensor; the chains draw at stream
-        positions ``1 .. 2k`` of ``seed``, so ``k < 2^63``.
+        positions ``1 .. 2k`` of ``seed``, and ``k < 2^32`` (:func:`gmkernels.rbm_gibbs`'s
+        limit: a larger count is refused, not run for hours).
 
         >>> rbm = gmkernels.boltzmann.RBM(4, 3)
         >>> with torch.no_grad():
@@ -157,7 +158,7 @@ class RBM(nn.Module):
         """
         op = "RBM.sample"
         n = _checks.integer(op, "n", n, 0, U32)
-        k = _checks.integer(op, "k", k, 0, 1 << 63)  # offsets 1 .. 2k
+        k = _checks.integer(op, "k", k, 0, U32)  # offsets 1 .. 2k (gmkernels.rbm_gibbs's limit)
         _checks.boolean(op, "return_probs", return_probs)
         _checks.generator(op, "generator", generator)
         if init is not None:
@@ -195,7 +196,7 @@ class RBM(nn.Module):
             data: (N, n_visible), N >= 1, W's dtype and device, values in [0, 1]: binary data,
                 or probabilities (the gradient estimates take v as the data's expectation;
                 Hinton 2010, §3.2). Anything else (2, -1, NaN) is refused.
-            epochs, k (>= 1), batch_size (>= 1), n_chains (>= 1, < 2^32): ints.
+            epochs, k (>= 1, < 2^32), batch_size (>= 1), n_chains (>= 1, < 2^32): ints.
             lr: finite, > 0. weight_decay: finite, >= 0. momentum: in [0, 1).
             seed: None or an int in [0, 2^64); every update takes 2k stream positions, and
                 they must fit: ``offset + 2 k · batches · epochs <= 2^64``.
@@ -215,7 +216,7 @@ class RBM(nn.Module):
         """
         op = "RBM.fit"
         self._check_v(op, "data", data)
-        k = _checks.integer(op, "k", k, 1)
+        k = _checks.integer(op, "k", k, 1, U32)  # gmkernels.rbm_gibbs's limit
         batch_size = _checks.integer(op, "batch_size", batch_size, 1)
         epochs = _checks.integer(op, "epochs", epochs, 0)
         lr = _checks.real(op, "lr", lr, 0.0, lo_open=True)
@@ -283,7 +284,7 @@ class RBM(nn.Module):
         op = "RBM.log_partition"
         _checks.choice(op, "method", method, ("ais", "exact"))
         n_chains = _checks.integer(op, "n_chains", n_chains, 2, U32)
-        n_betas = _checks.integer(op, "n_betas", n_betas, 3)
+        n_betas = _checks.integer(op, "n_betas", n_betas, 3, U32)  # gmkernels.rbm_ais's limit
         _checks.generator(op, "generator", generator)
         if seed is not None:
             _checks.check_stream_args(op, seed, 0, 0, n_chains)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .. import _backend, _checks
-from .._checks import U64, as_int64_bits
+from .._checks import as_int64_bits
 from .._enums import ORDERS
 from ..reference import bm as _ref
 from ..reference.bm import BMExact, MAX_EXACT_D
@@ -89,7 +89,9 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
         W: (D, D) couplings, exactly symmetric (``W == W.T``) with a zero diagonal; y's dtype
             and device.
         b: (D,) biases.
-        n_sweeps: number of sweeps, >= 0.
+        n_sweeps: number of sweeps, in [0, 2^32); the call uses the stream positions
+            ``offset .. offset + n_sweeps - 1``, which must end below 2^64: a count or an
+            offset past that is refused (``ValueError``), never wrapped.
         beta: inverse temperature 1/T >= 0: a float, or a per-chain (B,) tensor (tempering).
         order: ``"sequential"`` or ``"random"``.
         seed: uint64 Philox key; None draws one from ``generator`` / the default generator.
@@ -133,8 +135,8 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
     if beta_t is not None:
         beta_t, beta_f = beta_t.detach().to(y.dtype), 1.0
     seed, offset, sample_offset = _checks.stream(op, B, seed, offset, sample_offset, generator)
-    if offset + n_sweeps > U64:
-        raise ValueError(f"{op}: offset + n_sweeps must be <= 2^64, got {offset} + {n_sweeps}")
+    # sweep s uses offset + s
+    _checks.stream_span(op, "n_sweeps", n_sweeps, offset, n_sweeps)
     y, W, b = y.detach(), W.detach(), b.detach()
     if backend == "native":
         return _backend.call_op(torch.ops.gmkernels.bm_gibbs, (), y, W, b, n_sweeps, beta_t,
