@@ -31,7 +31,7 @@ import torch
 import gmkernels  # noqa: F401  (registers torch.ops.gmkernels)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _helpers import assert_close, assert_equal  # noqa: E402
+from _helpers import assert_close, assert_equal, tol  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("GMK_EMU_BUILD", ROOT / "build" / "emu-cmake"))
@@ -48,6 +48,12 @@ FLOATS = (F32, F64, F16, BF16)
 # every counter grid of more than 100 items takes the uint64 index path.
 SCHEDULES = (0, 0x9E3779B97F4A7C15)
 CONFIGS = [(1, -1, s) for s in SCHEDULES] + [(1, 100, SCHEDULES[1] + 1)]
+# Families whose kernels have no counter grid (int64 indices throughout): the two schedules.
+NO_INDEX_SWITCH = ("planar", "coupling", "bm")
+
+
+def configs(family: str) -> list[tuple[int, int, int]]:
+    return CONFIGS[:2] if family in NO_INDEX_SWITCH else CONFIGS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,6 +129,7 @@ class Emu:
 
     def configure(self, sm_count: int, index32_limit: int, schedule_seed: int,
                   shared_limit: int = -1) -> None:
+        self.config = (sm_count, index32_limit, schedule_seed)
         self.lib.gmk_emu_configure(sm_count, index32_limit, shared_limit, schedule_seed)
 
     def call(self, name: str, *args) -> None:
@@ -416,12 +423,205 @@ def corrector(emu: Emu, k: int) -> None:
                          what=f"langevin_corrector_step {dtype} {shape}")
 
 
+# ---------------------------------------------------------------------------------------------
+# planar: launch_planar_forward, launch_planar_backward; shared and per-sample parameters, the
+# per-thread row (D <= 32) and the global workspace row (D > 32), float32 and float64.
+# B = 2100: the forward's grid-stride loop takes two turns of 8 x 256 threads; B = 300: the
+# backward's last block is part-empty (inactive lanes in the shared-parameter warp sums).
+PLANAR_SIZES = ((2100, 2, 3), (300, 3, 5), (70, 2, 37))  # (B, K, D)
+
+
+@case("planar")
+def planar(emu: Emu, k: int) -> None:
+    for B_, K, D_ in PLANAR_SIZES:
+        for dtype in (F32, F64):
+            for per_sample in (False, True):
+                g = gen(300 + k)
+                lead = (B_, K) if per_sample else (K,)
+                z = randn((B_, D_), dtype, g)
+                u = randn(lead + (D_,), dtype, g, 0.3)
+                w = randn(lead + (D_,), dtype, g, 0.3)
+                b = randn(lead, dtype, g, 0.3)
+                gy, gl = randn((B_, D_), dtype, g), randn((B_,), dtype, g)
+                what = f"planar {dtype} B={B_} K={K} D={D_} per_sample={per_sample}"
+                out_w, ld_w = OPS.planar_flow(z, u, w, b)
+                out, ld = torch.full_like(z, 9.0), torch.full((B_,), 9.0, dtype=dtype)
+                zbuf = torch.empty(B_, D_, dtype=dtype) if D_ > 32 else None
+                emu.call("planar_forward", C.byref(PlanarArgs(
+                    ptr(z), ptr(u), ptr(w), ptr(b), ptr(out), ptr(ld), B_, K, D_, per_sample,
+                    ptr(zbuf), DTYPE_CODE[dtype])))
+                assert_close(out, out_w, kind="transcendental", what="out " + what)
+                assert_close(ld, ld_w, kind="transcendental", what="logdet " + what)
+                gz_w, gu_w, gw_w, gb_w = OPS.planar_flow_backward(gy, gl, z, u, w, b)
+                gz = torch.full_like(z, 9.0)
+                # Shared-parameter gradients are added to (zero-filled), per-sample ones written.
+                gu, gw, gb = (torch.full_like(t, 9.0) if per_sample else torch.zeros_like(t)
+                              for t in (u, w, b))
+                ws = torch.empty(3 * K, B_, dtype=dtype)
+                zbuf2 = torch.empty(2, B_, D_, dtype=dtype) if D_ > 32 else None
+                emu.call("planar_backward", C.byref(PlanarBackwardArgs(
+                    ptr(gy), ptr(gl), ptr(z), ptr(u), ptr(w), ptr(b), ptr(gz), ptr(gu), ptr(gw),
+                    ptr(gb), ptr(ws), ptr(zbuf2), B_, K, D_, per_sample, DTYPE_CODE[dtype])))
+                assert_close(gz, gz_w, kind="chain_grad", what="grad_z " + what)
+                # Shared parameters: sums over the batch (the table's rule: atol times B).
+                scale = 1 if per_sample else B_
+                for name, got, want in (("grad_u", gu, gu_w), ("grad_w", gw, gw_w),
+                                        ("grad_b", gb, gb_w)):
+                    t = tol("chain_grad", dtype)
+                    assert_close(got, want, rtol=t["rtol"], atol=t["atol"] * scale,
+                                 what=f"{name} {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# coupling: launch_affine_coupling (warp per row; chunked rows with the partial sums and the
+# finishing kernel), launch_affine_coupling_backward (both layouts); exp and sigmoid scales,
+# forward and inverse, with and without the soft clamp, a shared and a per-row mask, every dtype.
+# (300, 70): warp per row, 70 = 2 * 32 + 6 (a tail), 300 rows over 64 warps (five turns);
+# (3, 5000): two chunks a row, the last of 904 elements; (10, 4500): 20 chunk items over 8 blocks.
+COUPLING_SHAPES = ((300, 70), (3, 5000), (10, 4500))
+COUPLING_VARIANTS = ((0, False, None), (1, True, None), (0, True, 2.0), (1, False, 3.0))
+
+
+def coupling_chunks(M: int) -> int:
+    """coupling_cuda_chunks (coupling.h)."""
+    return 1 if M <= 1024 else (M + 4095) // 4096
+
+
+@case("coupling")
+def coupling(emu: Emu, k: int) -> None:
+    for rows, M in COUPLING_SHAPES:
+        for dtype in FLOATS:
+            acc = acc_of(dtype)
+            g = gen(500 + k)
+            x, sc, t = (randn((rows, M), dtype, g) for _ in range(3))
+            gy, gld = randn((rows, M), dtype, g), randn((rows,), dtype, g)
+            for vi, (scale, inverse, clamp) in enumerate(COUPLING_VARIANTS):
+                per_row = vi % 2 == 1
+                mshape = (rows, M) if per_row else (M,)
+                mask = torch.rand(mshape, generator=g) < 0.5
+                m8 = mask.to(torch.uint8).contiguous()
+                what = (f"affine_coupling {dtype} {(rows, M)} scale={scale} inverse={inverse} "
+                        f"clamp={clamp} per_row_mask={per_row}")
+                y_w, ld_w = OPS.affine_coupling(x, sc, t, mask, inverse, scale, clamp)
+                y, ld = torch.full_like(x, 9.0), torch.full((rows,), 9.0, dtype=dtype)
+                nch = coupling_chunks(M)
+                partial = torch.full((rows * nch,), 9.0, dtype=acc) if nch > 1 else None
+                emu.call("affine_coupling", C.byref(CouplingArgs(
+                    ptr(x), ptr(sc), ptr(t), ptr(m8), M if per_row else 0, ptr(y), ptr(ld),
+                    ptr(partial), rows, M, scale, inverse, clamp is not None,
+                    clamp if clamp is not None else 0.0, DTYPE_CODE[dtype])))
+                ek = "transcendental" if dtype in (F32, F64) else "half_transcendental"
+                assert_close(y, y_w, kind=ek, what="y " + what)
+                # logdet: a sum of M log-scales, |l| <= |s| + 7 (exp: the clamped s; sigmoid:
+                # log(sigmoid + 1e-3) >= log 1e-3 = -6.9), each to the transcendental bound,
+                # summed in another order (sum_bound); half storage rounds it once more.
+                la = sc.double().abs() + 7.0
+                bound = sum_bound(la, acc) + 1e-5 * la.sum(-1)
+                rt = 0.0 if dtype in (F32, F64) else tol("half_rounding", dtype)["rtol"]
+                assert_close(ld, ld_w, rtol=rt, atol=bound, what="logdet " + what)
+                gx_w, gs_w, gt_w = OPS.affine_coupling_backward(gy, gld, x, sc, t, mask, inverse,
+                                                                scale, clamp)
+                gx, gs, gt = (torch.full_like(x, 9.0) for _ in range(3))
+                emu.call("affine_coupling_backward", C.byref(CouplingBackwardArgs(
+                    ptr(gy), ptr(gld), ptr(x), ptr(sc), ptr(t), ptr(m8), M if per_row else 0,
+                    ptr(gx), ptr(gs), ptr(gt), rows, M, scale, inverse, clamp is not None,
+                    clamp if clamp is not None else 0.0, DTYPE_CODE[dtype])))
+                for name, got, want in (("grad_x", gx, gx_w), ("grad_s", gs, gs_w),
+                                        ("grad_t", gt, gt_w)):
+                    assert_close(got, want, kind=ek, what=f"{name} {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# rbm: launch_rbm_pass, as rbm_gibbs runs it (rbm_ops.h, rbm_gibbs_run): k = 1 is the hidden pass
+# (stream offset + 0) then the visible pass (offset + 1), each writing its probabilities over its
+# GEMM output (prob aliasing pre). Plus the base-bias term of AIS (base non-null).
+# (nv, nh) = (203, 45), B = 45: the hidden pass is (45, 45) and the visible (45, 203): 2295
+# counters (two turns), a short last counter; (64, 256): the vector path.
+RBM_SIZES = ((45, 203, 45), (16, 64, 256))  # (B, nv, nh)
+
+
+def rbm_pass(emu, pre, bias, base, beta_t, beta, st, sample, prob, dtype):
+    emu.call("rbm_pass", C.byref(RbmPassArgs(
+        ptr(pre), ptr(bias), ptr(base), ptr(beta_t), beta, ptr(sample), ptr(prob), pre.shape[0],
+        pre.shape[1], st, DTYPE_CODE[dtype])))
+
+
+@case("rbm")
+def rbm(emu: Emu, k: int) -> None:
+    for B_, nv, nh in RBM_SIZES:
+        for dtype in (F32, F64):
+            g = gen(700 + k)
+            v0 = (torch.rand((B_, nv), generator=g) < 0.5).to(dtype)
+            W = randn((nv, nh), dtype, g, 0.1)
+            b, c = randn((nv,), dtype, g, 0.5), randn((nh,), dtype, g, 0.5)
+            beta_t = torch.rand(B_, generator=g, dtype=F64).to(dtype)
+            seed, off, so = 17, 60 + k, 1
+            what = f"rbm_gibbs k=1 {dtype} B={B_} nv={nv} nh={nh}"
+            v_w, h_w, pv_w, ph_w = OPS.rbm_gibbs(v0, W, b, c, 1, beta_t, 1.0, seed, off, so)
+            pre_h = v0 @ W
+            h = torch.full((B_, nh), 9.0, dtype=dtype)
+            rbm_pass(emu, pre_h, c, None, beta_t, 1.0, stream(seed, off, so), h, pre_h, dtype)
+            pre_v = h @ W.t()
+            v = torch.full((B_, nv), 9.0, dtype=dtype)
+            rbm_pass(emu, pre_v, b, None, beta_t, 1.0, stream(seed, off + 1, so), v, pre_v, dtype)
+            assert_equal(h, h_w, what="h " + what)
+            assert_equal(v, v_w, what="v " + what)
+            assert_close(pre_h, ph_w, kind="transcendental", what="ph " + what)
+            assert_close(pre_v, pv_w, kind="transcendental", what="pv " + what)
+            # The base term: z = beta (pre + bias) + (1 - beta) base, sample = u < sigmoid(z),
+            # u the uniforms of the pass's stream (random_uniform_ of the same shape and stream).
+            base = randn((nv,), dtype, g, 0.5)
+            pre = randn((B_, nv), dtype, g)
+            sample, prob = torch.full_like(pre, 9.0), torch.full_like(pre, 9.0)
+            rbm_pass(emu, pre, b, base, beta_t, 1.0, stream(seed, off, so), sample, prob, dtype)
+            bt = beta_t.double()[:, None]
+            z = bt * (pre.double() + b.double()) + (1 - bt) * base.double()
+            assert_close(prob, torch.sigmoid(z).to(dtype), kind="transcendental",
+                         what="prob with base " + what)
+            u = torch.empty_like(pre)
+            OPS.random_uniform_(u, seed, off, so)
+            assert_equal(sample, (u < prob).to(dtype), what="sample with base " + what)
+
+
+# ---------------------------------------------------------------------------------------------
+# bm: launch_bm_gibbs, sequential and random scan, fields in shared memory (dynamic, sized by
+# the launch) and, with the layer's shared budget lowered to 0, in the global scratch; a block
+# of 32 threads (D = 20: fewer sites than threads) and of 64 (D = 150: several fields a thread);
+# B = 11 chains over 8 blocks (one SM) takes the grid-stride loop over chains.
+BM_SIZES = ((11, 20), (5, 150))
+
+
+@case("bm")
+def bm(emu: Emu, k: int) -> None:
+    for B_, D_ in BM_SIZES:
+        for dtype in (F32, F64):
+            g = gen(900 + k)
+            W = randn((D_, D_), dtype, g, 0.3)
+            W = (W + W.t()) / 2
+            W.fill_diagonal_(0)
+            bias = randn((D_,), dtype, g, 0.2)
+            y0 = torch.where(torch.rand((B_, D_), generator=g) < 0.5, 1.0, -1.0).to(dtype)
+            beta_t = (torch.rand(B_, generator=g, dtype=F64) + 0.5).to(dtype)
+            for order in (0, 1):
+                seed, off, so, sweeps = 23, 80 + k, 0, 3
+                want = OPS.bm_gibbs(y0, W, bias, sweeps, beta_t, 1.0, order, seed, off, so)
+                for shared_limit in (-1, 0):
+                    emu.configure(*emu.config, shared_limit=shared_limit)
+                    y = y0.clone()
+                    h = (y0 @ W + bias).contiguous()  # the initial fields (bm_cuda.cpp: cuBLAS)
+                    emu.call("bm_gibbs", C.byref(BmArgs(
+                        ptr(y), ptr(h), ptr(W), ptr(beta_t), 1.0, B_, D_, sweeps, order,
+                        stream(seed, off, so), DTYPE_CODE[dtype])))
+                    assert_equal(y, want, what=f"bm_gibbs {dtype} B={B_} D={D_} order={order} "
+                                               f"fields={'shared' if shared_limit else 'global'}")
+
+
 def main(argv: list[str]) -> int:
     lib, family = Path(argv[1]), argv[2]
     emu = Emu(lib)
     failed = 0
     for f in CASES[family]:
-        for k, (sms, lim, sched) in enumerate(CONFIGS):
+        for k, (sms, lim, sched) in enumerate(configs(family)):
             emu.configure(sms, lim, sched)
             label = f"{family}.{f.__name__} [sm={sms} index32_limit={lim} schedule={sched:#x}]"
             try:
