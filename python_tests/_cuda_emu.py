@@ -617,6 +617,9 @@ def bm(emu: Emu, k: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # --first-failure: stop at the first failing case (the planted builds: one is enough).
+    first = "--first-failure" in argv
+    argv = [a for a in argv if a != "--first-failure"]
     lib, family = Path(argv[1]), argv[2]
     emu = Emu(lib)
     failed = 0
@@ -630,6 +633,8 @@ def main(argv: list[str]) -> int:
             except AssertionError as e:
                 failed += 1
                 print("FAIL", label, "\n   ", str(e).replace("\n", "\n    "), flush=True)
+                if first:
+                    return 1
     print(f"{family}: {failed} failed", flush=True)
     return 1 if failed else 0
 

@@ -44,13 +44,13 @@ def _library(suffix: str = "") -> Path:
     return path
 
 
-def _run_child(lib: Path, family: str) -> subprocess.CompletedProcess:
+def _run_child(lib: Path, family: str, *flags: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["LD_PRELOAD"] = _runtime_libs()
     env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0"
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
     env["PYTHONPATH"] = os.pathsep.join([str(emu.ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    return subprocess.run([sys.executable, str(HERE / "_cuda_emu.py"), str(lib), family],
+    return subprocess.run([sys.executable, str(HERE / "_cuda_emu.py"), str(lib), family, *flags],
                           capture_output=True, text=True, env=env, timeout=900)
 
 
@@ -69,7 +69,7 @@ def test_cuda_kernels_match_cpu_under_emulation(family):
 
 @pytest.mark.parametrize("plant,family", sorted(emu.PLANTED.items()))
 def test_planted_bug_is_caught(plant, family):
-    r = _run_child(_library(plant), family)
+    r = _run_child(_library(plant), family, "--first-failure")
     caught_by_compare = "FAIL" in r.stdout
     caught_by_asan = "ERROR: AddressSanitizer" in r.stderr
     assert r.returncode != 0 and (caught_by_compare or caught_by_asan), (
