@@ -63,7 +63,8 @@ def _struct(name, fields):
 
 
 P, D, I64, B, I = C.c_void_p, C.c_double, C.c_int64, C.c_bool, C.c_int
-PhiloxStream = _struct("PhiloxStream", [(n, C.c_uint32) for n in ("k0", "k1", "off_lo", "off_hi", "row0")])
+PhiloxStream = _struct("PhiloxStream",
+                       [(n, C.c_uint32) for n in ("k0", "k1", "off_lo", "off_hi", "row0")])
 LangevinArgs = _struct("LangevinArgs", [
     ("x", P), ("g", P), ("y", P), ("a_t", P), ("c_t", P), ("a", D), ("c", D), ("lo", D), ("hi", D),
     ("clamp", B), ("rows", I64), ("M", I64), ("st", PhiloxStream), ("dtype", I)])
@@ -238,55 +239,56 @@ def elem_kind(dtype: torch.dtype, kind: str) -> str:
     return kind if dtype in (F32, F64) else "half_rounding"
 
 
-def sde_inputs(shape, dtype, k):
-    g = gen(100 + k)
-    return randn(shape, dtype, g), randn(shape, dtype, g), randn(shape, dtype, g)
+def sde_grid(k, shapes=SDE_SHAPES):
+    """(shape, dtype, compute dtype, rows, M, three fresh (rows, M) inputs) for every shape and
+    floating dtype."""
+    for shape in shapes:
+        for dtype in FLOATS:
+            g = gen(100 + k)
+            yield (shape, dtype, acc_of(dtype), *shape,
+                   tuple(randn(shape, dtype, g) for _ in range(3)))
 
 
 @case("sde")
 def langevin(emu: Emu, k: int) -> None:
-    for shape in SDE_SHAPES:
-        for dtype in FLOATS:
-            acc = acc_of(dtype)
-            x, grad, gy = sde_inputs(shape, dtype, k)
-            rows, M = shape
-            a_t = torch.rand(rows, generator=gen(k), dtype=F64).to(acc) * 0.1
-            seed, off, so = 42, 7 + k, 2
-            for per_row, (lo, hi) in ((True, (None, None)), (False, (-1.5, 1.5))):
-                at = a_t if per_row else None
-                want = OPS.langevin_step(x, grad, at, 0.05, None, 0.5, seed, off, so, lo, hi)
-                got = torch.full_like(x, 9.0)
-                st = stream(seed, off, so)
-                args = LangevinArgs(ptr(x), ptr(grad), ptr(got), ptr(at), None, 0.05, 0.5,
-                                    lo if lo is not None else 0.0, hi if hi is not None else 0.0,
-                                    lo is not None, rows, M, st, DTYPE_CODE[dtype])
-                emu.call("langevin", C.byref(args))
-                what = f"langevin_step {dtype} {shape} per_row={per_row}"
-                assert_close(got, want, kind="values", what=what)
-                # Backward at the CPU output (the clamp mask is the same then).
-                # need_noise_grad only with per-row steps: the kernel without xi (kNeedC false)
-                # runs in the other variant.
-                need_c = per_row
-                gx_w, gg_w, ga_w, gc_w = OPS.langevin_step_backward(
-                    gy, want, grad, at, 0.05, seed, off, so, lo, hi, True, need_c)
-                gx, gg = torch.full_like(x, 9.0), torch.full_like(x, 9.0)
-                ga, gc = torch.zeros(rows, dtype=acc), torch.zeros(rows, dtype=acc)
-                bargs = LangevinBackwardArgs(ptr(gy), ptr(want), ptr(grad), ptr(at), 0.05,
-                                             args.lo, args.hi, args.clamp, ptr(gx), ptr(gg),
-                                             ptr(ga), ptr(gc) if need_c else None, rows, M, st,
-                                             DTYPE_CODE[dtype])
-                emu.call("langevin_backward", C.byref(bargs))
-                assert_close(gx, gx_w, kind="values", what="grad_x " + what)
-                assert_close(gg, gg_w, kind="values", what="grad_grad " + what)
-                # |xi| <= sqrt(-2 ln 2^-24) < 6 (Box-Muller's largest radius).
-                gya = gy.double().abs()
-                assert_close(ga, ga_w, rtol=0.0, atol=sum_bound(gya * grad.double().abs(), acc),
-                             what="grad_step_size " + what)
-                if need_c:
-                    assert_close(gc, gc_w, rtol=0.0, atol=sum_bound(gya * 6.0, acc),
-                                 what="grad_noise_scale " + what)
-                else:
-                    assert gc_w.numel() == 0 and not gc.any(), "grad_noise_scale " + what
+    for shape, dtype, acc, rows, M, (x, grad, gy) in sde_grid(k):
+        a_t = torch.rand(rows, generator=gen(k), dtype=F64).to(acc) * 0.1
+        seed, off, so = 42, 7 + k, 2
+        for per_row, (lo, hi) in ((True, (None, None)), (False, (-1.5, 1.5))):
+            at = a_t if per_row else None
+            want = OPS.langevin_step(x, grad, at, 0.05, None, 0.5, seed, off, so, lo, hi)
+            got = torch.full_like(x, 9.0)
+            st = stream(seed, off, so)
+            args = LangevinArgs(ptr(x), ptr(grad), ptr(got), ptr(at), None, 0.05, 0.5,
+                                lo if lo is not None else 0.0, hi if hi is not None else 0.0,
+                                lo is not None, rows, M, st, DTYPE_CODE[dtype])
+            emu.call("langevin", C.byref(args))
+            what = f"langevin_step {dtype} {shape} per_row={per_row}"
+            assert_close(got, want, kind="values", what=what)
+            # Backward at the CPU output (the clamp mask is the same then).
+            # need_noise_grad only with per-row steps: the kernel without xi (kNeedC false)
+            # runs in the other variant.
+            need_c = per_row
+            gx_w, gg_w, ga_w, gc_w = OPS.langevin_step_backward(
+                gy, want, grad, at, 0.05, seed, off, so, lo, hi, True, need_c)
+            gx, gg = torch.full_like(x, 9.0), torch.full_like(x, 9.0)
+            ga, gc = torch.zeros(rows, dtype=acc), torch.zeros(rows, dtype=acc)
+            bargs = LangevinBackwardArgs(ptr(gy), ptr(want), ptr(grad), ptr(at), 0.05,
+                                         args.lo, args.hi, args.clamp, ptr(gx), ptr(gg),
+                                         ptr(ga), ptr(gc) if need_c else None, rows, M, st,
+                                         DTYPE_CODE[dtype])
+            emu.call("langevin_backward", C.byref(bargs))
+            assert_close(gx, gx_w, kind="values", what="grad_x " + what)
+            assert_close(gg, gg_w, kind="values", what="grad_grad " + what)
+            # |xi| <= sqrt(-2 ln 2^-24) < 6 (Box-Muller's largest radius).
+            gya = gy.double().abs()
+            assert_close(ga, ga_w, rtol=0.0, atol=sum_bound(gya * grad.double().abs(), acc),
+                         what="grad_step_size " + what)
+            if need_c:
+                assert_close(gc, gc_w, rtol=0.0, atol=sum_bound(gya * 6.0, acc),
+                             what="grad_noise_scale " + what)
+            else:
+                assert gc_w.numel() == 0 and not gc.any(), "grad_noise_scale " + what
 
 
 def coefs_rows(cx_t=None, cx=1.0, ce_t=None, ce=0.0, cn_t=None, cn=0.0) -> CoefArgs:
@@ -295,44 +297,40 @@ def coefs_rows(cx_t=None, cx=1.0, ce_t=None, ce=0.0, cn_t=None, cn=0.0) -> CoefA
 
 @case("sde")
 def affine_noise(emu: Emu, k: int) -> None:
-    for shape in SDE_SHAPES:
-        for dtype in FLOATS:
-            acc = acc_of(dtype)
-            rows, M = shape
-            x, e, gy = sde_inputs(shape, dtype, k)
-            g = gen(7 + k)
-            cx_t = (torch.rand(rows, generator=g, dtype=F64) + 0.5).to(acc)
-            cn_t = (torch.rand(rows, generator=g, dtype=F64) * 0.5).to(acc)
-            seed, off, so = 5, 11 + k, 1
-            for per_row in (True, False):
-                cxt, cnt = (cx_t, cn_t) if per_row else (None, None)
-                want = OPS.affine_noise_step(x, e, cxt, 0.9, None, 0.3, cnt, 0.2, seed, off, so)
-                got = torch.full_like(x, 9.0)
-                st = stream(seed, off, so)
-                args = AffineArgs(ptr(x), ptr(e), None, ptr(got), 1.0, True,
-                                  coefs_rows(cxt, 0.9, None, 0.3, cnt, 0.2), rows, M, st,
-                                  DTYPE_CODE[dtype])
-                emu.call("affine", C.byref(args))
-                what = f"affine_noise_step {dtype} {shape} per_row={per_row}"
-                assert_close(got, want, kind=elem_kind(dtype, "values"), what=what)
-                gx_w, ge_w, scx_w, sce_w, scn_w = OPS.affine_noise_step_backward(
-                    gy, x, e, cxt, 0.9, None, 0.3, seed, off, so, True, True, True)
-                gx, ge = torch.full_like(x, 9.0), torch.full_like(x, 9.0)
-                sx, se, sn = (torch.zeros(rows, dtype=acc) for _ in range(3))
-                bargs = AffineBackwardArgs(ptr(gy), ptr(x), ptr(e), ptr(gx), ptr(ge), ptr(sx),
-                                           ptr(se), ptr(sn), None, 1.0,
-                                           coefs_rows(cxt, 0.9, None, 0.3), rows, M, st,
-                                           DTYPE_CODE[dtype])
-                emu.call("affine_backward", C.byref(bargs))
-                assert_close(gx, gx_w, kind=elem_kind(dtype, "values"), what="grad_x " + what)
-                assert_close(ge, ge_w, kind=elem_kind(dtype, "values"), what="grad_e " + what)
-                gya = gy.double().abs()
-                assert_close(sx, scx_w, rtol=0.0, atol=sum_bound(gya * x.double().abs(), acc),
-                             what="grad_cx " + what)
-                assert_close(-se, sce_w, rtol=0.0, atol=sum_bound(gya * e.double().abs(), acc),
-                             what="grad_ce " + what)
-                assert_close(sn, scn_w, rtol=0.0, atol=sum_bound(gya * 6.0, acc),
-                             what="grad_cn " + what)
+    for shape, dtype, acc, rows, M, (x, e, gy) in sde_grid(k):
+        g = gen(7 + k)
+        cx_t = (torch.rand(rows, generator=g, dtype=F64) + 0.5).to(acc)
+        cn_t = (torch.rand(rows, generator=g, dtype=F64) * 0.5).to(acc)
+        seed, off, so = 5, 11 + k, 1
+        for per_row in (True, False):
+            cxt, cnt = (cx_t, cn_t) if per_row else (None, None)
+            want = OPS.affine_noise_step(x, e, cxt, 0.9, None, 0.3, cnt, 0.2, seed, off, so)
+            got = torch.full_like(x, 9.0)
+            st = stream(seed, off, so)
+            args = AffineArgs(ptr(x), ptr(e), None, ptr(got), 1.0, True,
+                              coefs_rows(cxt, 0.9, None, 0.3, cnt, 0.2), rows, M, st,
+                              DTYPE_CODE[dtype])
+            emu.call("affine", C.byref(args))
+            what = f"affine_noise_step {dtype} {shape} per_row={per_row}"
+            assert_close(got, want, kind=elem_kind(dtype, "values"), what=what)
+            gx_w, ge_w, scx_w, sce_w, scn_w = OPS.affine_noise_step_backward(
+                gy, x, e, cxt, 0.9, None, 0.3, seed, off, so, True, True, True)
+            gx, ge = torch.full_like(x, 9.0), torch.full_like(x, 9.0)
+            sx, se, sn = (torch.zeros(rows, dtype=acc) for _ in range(3))
+            bargs = AffineBackwardArgs(ptr(gy), ptr(x), ptr(e), ptr(gx), ptr(ge), ptr(sx),
+                                       ptr(se), ptr(sn), None, 1.0,
+                                       coefs_rows(cxt, 0.9, None, 0.3), rows, M, st,
+                                       DTYPE_CODE[dtype])
+            emu.call("affine_backward", C.byref(bargs))
+            assert_close(gx, gx_w, kind=elem_kind(dtype, "values"), what="grad_x " + what)
+            assert_close(ge, ge_w, kind=elem_kind(dtype, "values"), what="grad_e " + what)
+            gya = gy.double().abs()
+            assert_close(sx, scx_w, rtol=0.0, atol=sum_bound(gya * x.double().abs(), acc),
+                         what="grad_cx " + what)
+            assert_close(-se, sce_w, rtol=0.0, atol=sum_bound(gya * e.double().abs(), acc),
+                         what="grad_ce " + what)
+            assert_close(sn, scn_w, rtol=0.0, atol=sum_bound(gya * 6.0, acc),
+                         what="grad_cn " + what)
 
 
 @case("sde")
@@ -340,94 +338,83 @@ def reverse_sde(emu: Emu, k: int) -> None:
     # (kind, predictor, probability_flow): VE / VP / sub-VP, Euler-Maruyama / reverse diffusion.
     variants = ((0, 0, False), (1, 1, False), (2, 0, True), (0, 1, False))
     params = {0: (0.01, 50.0), 1: (0.1, 20.0), 2: (0.1, 20.0)}
-    for shape in SDE_SHAPES[:2]:
-        for dtype in FLOATS:
-            acc = acc_of(dtype)
-            rows, M = shape
-            x, score, gy = sde_inputs(shape, dtype, k)
-            t_t = (torch.rand(rows, generator=gen(k), dtype=F64) * 0.8 + 0.1).to(acc)
-            for kind, pred, pf in variants:
-                p0, p1 = params[kind]
-                dt, seed, off, so = 0.01, 3, 20 + k, 0
-                want = OPS.reverse_sde_step(x, score, t_t, 0.5, dt, kind, p0, p1, pred, pf, seed,
-                                            off, so)
-                got = torch.full_like(x, 9.0)
-                st = stream(seed, off, so)
-                coefs = CoefArgs(src=1, t_t=ptr(t_t), kind=kind, predictor=pred, pf=pf, p0=p0,
-                                 p1=p1, dt=dt)
-                args = AffineArgs(ptr(x), ptr(score), None, ptr(got), 1.0, not pf, coefs, rows,
-                                  M, st, DTYPE_CODE[dtype])
-                emu.call("affine", C.byref(args))
-                what = f"reverse_sde_step kind={kind} pred={pred} pf={pf} {dtype} {shape}"
-                assert_close(got, want, kind=elem_kind(dtype, "cross_backend"), what=what)
-                gx_w, gs_w = OPS.reverse_sde_step_backward(gy, t_t, 0.5, dt, kind, p0, p1, pred,
-                                                           pf, list(shape))
-                gx, gs = torch.full_like(x, 9.0), torch.full_like(x, 9.0)
-                bargs = AffineBackwardArgs(ptr(gy), None, None, ptr(gx), ptr(gs), None, None,
-                                           None, None, 1.0, coefs, rows, M, st, DTYPE_CODE[dtype])
-                emu.call("affine_backward", C.byref(bargs))
-                assert_close(gx, gx_w, kind=elem_kind(dtype, "cross_backend"), what="grad_x " + what)
-                assert_close(gs, gs_w, kind=elem_kind(dtype, "cross_backend"),
-                             what="grad_score " + what)
+    for shape, dtype, acc, rows, M, (x, score, gy) in sde_grid(k, SDE_SHAPES[:2]):
+        t_t = (torch.rand(rows, generator=gen(k), dtype=F64) * 0.8 + 0.1).to(acc)
+        for kind, pred, pf in variants:
+            p0, p1 = params[kind]
+            dt, seed, off, so = 0.01, 3, 20 + k, 0
+            want = OPS.reverse_sde_step(x, score, t_t, 0.5, dt, kind, p0, p1, pred, pf, seed,
+                                        off, so)
+            got = torch.full_like(x, 9.0)
+            st = stream(seed, off, so)
+            coefs = CoefArgs(src=1, t_t=ptr(t_t), kind=kind, predictor=pred, pf=pf, p0=p0,
+                             p1=p1, dt=dt)
+            args = AffineArgs(ptr(x), ptr(score), None, ptr(got), 1.0, not pf, coefs, rows,
+                              M, st, DTYPE_CODE[dtype])
+            emu.call("affine", C.byref(args))
+            what = f"reverse_sde_step kind={kind} pred={pred} pf={pf} {dtype} {shape}"
+            assert_close(got, want, kind=elem_kind(dtype, "cross_backend"), what=what)
+            gx_w, gs_w = OPS.reverse_sde_step_backward(gy, t_t, 0.5, dt, kind, p0, p1, pred,
+                                                       pf, list(shape))
+            gx, gs = torch.full_like(x, 9.0), torch.full_like(x, 9.0)
+            bargs = AffineBackwardArgs(ptr(gy), None, None, ptr(gx), ptr(gs), None, None,
+                                       None, None, 1.0, coefs, rows, M, st, DTYPE_CODE[dtype])
+            emu.call("affine_backward", C.byref(bargs))
+            assert_close(gx, gx_w, kind=elem_kind(dtype, "cross_backend"), what="grad_x " + what)
+            assert_close(gs, gs_w, kind=elem_kind(dtype, "cross_backend"),
+                         what="grad_score " + what)
 
 
 @case("sde")
 def euler_maruyama_full_diffusion(emu: Emu, k: int) -> None:
-    for shape in SDE_SHAPES:
-        for dtype in FLOATS:
-            rows, M = shape
-            x, drift, gy = sde_inputs(shape, dtype, k)
-            diff = torch.rand(shape, generator=gen(k), dtype=F64).to(dtype)
-            dt, seed, off, so = -0.02, 8, 30 + k, 4
-            want = OPS.euler_maruyama_step(x, drift, diff, 0.0, dt, seed, off, so)
-            got = torch.full_like(x, 9.0)
-            st = stream(seed, off, so)
-            ns = math.sqrt(abs(dt))
-            args = AffineArgs(ptr(x), ptr(drift), ptr(diff), ptr(got), ns, True,
-                              coefs_rows(None, 1.0, None, -dt, None, 0.0), rows, M, st,
-                              DTYPE_CODE[dtype])
-            emu.call("affine", C.byref(args))
-            what = f"euler_maruyama_step full diffusion {dtype} {shape}"
-            assert_close(got, want, kind=elem_kind(dtype, "values"), what=what)
-            gx_w, gd_w, gn_w = OPS.euler_maruyama_step_backward(gy, diff, dt, seed, off, so,
-                                                                list(shape), True)
-            gx, gd, gn = (torch.full_like(x, 9.0) for _ in range(3))
-            bargs = AffineBackwardArgs(ptr(gy), None, None, ptr(gx), ptr(gd), None, None, None,
-                                       ptr(gn), ns, coefs_rows(None, 1.0, None, -dt), rows, M,
-                                       st, DTYPE_CODE[dtype])
-            emu.call("affine_backward", C.byref(bargs))
-            assert_close(gx, gx_w, kind=elem_kind(dtype, "values"), what="grad_x " + what)
-            assert_close(gd, gd_w, kind=elem_kind(dtype, "values"), what="grad_drift " + what)
-            assert_close(gn, gn_w, kind=elem_kind(dtype, "values"), what="grad_diffusion " + what)
+    for shape, dtype, acc, rows, M, (x, drift, gy) in sde_grid(k):
+        diff = torch.rand(shape, generator=gen(k), dtype=F64).to(dtype)
+        dt, seed, off, so = -0.02, 8, 30 + k, 4
+        want = OPS.euler_maruyama_step(x, drift, diff, 0.0, dt, seed, off, so)
+        got = torch.full_like(x, 9.0)
+        st = stream(seed, off, so)
+        ns = math.sqrt(abs(dt))
+        args = AffineArgs(ptr(x), ptr(drift), ptr(diff), ptr(got), ns, True,
+                          coefs_rows(None, 1.0, None, -dt, None, 0.0), rows, M, st,
+                          DTYPE_CODE[dtype])
+        emu.call("affine", C.byref(args))
+        what = f"euler_maruyama_step full diffusion {dtype} {shape}"
+        assert_close(got, want, kind=elem_kind(dtype, "values"), what=what)
+        gx_w, gd_w, gn_w = OPS.euler_maruyama_step_backward(gy, diff, dt, seed, off, so,
+                                                            list(shape), True)
+        gx, gd, gn = (torch.full_like(x, 9.0) for _ in range(3))
+        bargs = AffineBackwardArgs(ptr(gy), None, None, ptr(gx), ptr(gd), None, None, None,
+                                   ptr(gn), ns, coefs_rows(None, 1.0, None, -dt), rows, M,
+                                   st, DTYPE_CODE[dtype])
+        emu.call("affine_backward", C.byref(bargs))
+        assert_close(gx, gx_w, kind=elem_kind(dtype, "values"), what="grad_x " + what)
+        assert_close(gd, gd_w, kind=elem_kind(dtype, "values"), what="grad_drift " + what)
+        assert_close(gn, gn_w, kind=elem_kind(dtype, "values"), what="grad_diffusion " + what)
 
 
 @case("sde")
 def corrector(emu: Emu, k: int) -> None:
     # The two launches of langevin_corrector_step on CUDA (sde_cuda.cpp): the row norms into
     # zeroed sums, then the affine step with the corrector's coefficients.
-    for shape in SDE_SHAPES:
-        for dtype in FLOATS:
-            acc = acc_of(dtype)
-            rows, M = shape
-            x, score, _ = sde_inputs(shape, dtype, k)
-            score[1] = 0  # a row with ||score|| = 0: eps = 0, out = x
-            alpha_t = (torch.rand(rows, generator=gen(k), dtype=F64) * 0.1).to(acc)
-            seed, off, so = 9, 40 + k, 0
-            want = OPS.langevin_corrector_step(x, score, alpha_t, 0.0, 0.16, seed, off, so)
-            st = stream(seed, off, so)
-            sums = torch.zeros(rows, 2, dtype=acc)
-            emu.call("corrector_norms", C.byref(RowNormsArgs(ptr(score), ptr(sums), rows, M, st,
-                                                             DTYPE_CODE[dtype])))
-            # The norms themselves: ||score_r||^2 against a float64 sum (a sum of M squares).
-            s2 = score.double().pow(2)
-            assert_close(sums[:, 1].double(), s2.sum(1), rtol=0.0, atol=sum_bound(s2, acc),
-                         what=f"corrector norms {dtype} {shape}")
-            got = torch.full_like(x, 9.0)
-            coefs = CoefArgs(src=2, alpha_t=ptr(alpha_t), alpha=0.0, snr=0.16, sums=ptr(sums))
-            emu.call("affine", C.byref(AffineArgs(ptr(x), ptr(score), None, ptr(got), 1.0, True,
-                                                  coefs, rows, M, st, DTYPE_CODE[dtype])))
-            assert_close(got, want, kind=elem_kind(dtype, "cross_backend"),
-                         what=f"langevin_corrector_step {dtype} {shape}")
+    for shape, dtype, acc, rows, M, (x, score, _) in sde_grid(k):
+        score[1] = 0  # a row with ||score|| = 0: eps = 0, out = x
+        alpha_t = (torch.rand(rows, generator=gen(k), dtype=F64) * 0.1).to(acc)
+        seed, off, so = 9, 40 + k, 0
+        want = OPS.langevin_corrector_step(x, score, alpha_t, 0.0, 0.16, seed, off, so)
+        st = stream(seed, off, so)
+        sums = torch.zeros(rows, 2, dtype=acc)
+        emu.call("corrector_norms", C.byref(RowNormsArgs(ptr(score), ptr(sums), rows, M, st,
+                                                         DTYPE_CODE[dtype])))
+        # The norms themselves: ||score_r||^2 against a float64 sum (a sum of M squares).
+        s2 = score.double().pow(2)
+        assert_close(sums[:, 1].double(), s2.sum(1), rtol=0.0, atol=sum_bound(s2, acc),
+                     what=f"corrector norms {dtype} {shape}")
+        got = torch.full_like(x, 9.0)
+        coefs = CoefArgs(src=2, alpha_t=ptr(alpha_t), alpha=0.0, snr=0.16, sums=ptr(sums))
+        emu.call("affine", C.byref(AffineArgs(ptr(x), ptr(score), None, ptr(got), 1.0, True,
+                                              coefs, rows, M, st, DTYPE_CODE[dtype])))
+        assert_close(got, want, kind=elem_kind(dtype, "cross_backend"),
+                     what=f"langevin_corrector_step {dtype} {shape}")
 
 
 # ---------------------------------------------------------------------------------------------
