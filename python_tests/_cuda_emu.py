@@ -616,6 +616,7 @@ def main(argv: list[str]) -> int:
     argv = [a for a in argv if a != "--first-failure"]
     lib, family = Path(argv[1]), argv[2]
     emu = Emu(lib)
+    print(f"{lib.name}: planted build {emu.planted}", flush=True)
     failed = 0
     for f in CASES[family]:
         for k, (sms, lim, sched) in enumerate(configs(family)):

@@ -58,10 +58,20 @@ def _report(r: subprocess.CompletedProcess) -> str:
     return f"exit {r.returncode}\n--- stdout\n{r.stdout[-6000:]}\n--- stderr\n{r.stderr[-6000:]}"
 
 
+def test_layer_self_test():
+    """The layer's own semantics (csrc/emu/test_runtime.cpp): barriers order a block, shuffles,
+    schedules that interleave, and the errors a broken launch or kernel gets."""
+    exe = emu.BUILD / "test_emu_runtime"
+    assert exe.exists(), f"{exe} is missing: build it with tools/env.sh"
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    assert r.returncode == 0 and "0 failed" in r.stdout, _report(r)
+
+
 @pytest.mark.parametrize("family", emu.FAMILIES)
 def test_cuda_kernels_match_cpu_under_emulation(family):
     r = _run_child(_library(), family)
-    assert r.returncode == 0, _report(r)
+    assert r.returncode == 0 and "planted build 0" in r.stdout, _report(r)
     # Every case ran under every configuration (no silent early exit).
     ok = [line for line in r.stdout.splitlines() if line.startswith("ok ")]
     assert len(ok) == len(emu.CASES[family]) * len(emu.configs(family)) and ok, _report(r)
@@ -70,6 +80,7 @@ def test_cuda_kernels_match_cpu_under_emulation(family):
 @pytest.mark.parametrize("plant,family", sorted(emu.PLANTED.items()))
 def test_planted_bug_is_caught(plant, family):
     r = _run_child(_library(plant), family, "--first-failure")
+    assert f"planted build {plant[-1]}" in r.stdout, _report(r)
     caught_by_compare = "FAIL" in r.stdout
     caught_by_asan = "ERROR: AddressSanitizer" in r.stderr
     assert r.returncode != 0 and (caught_by_compare or caught_by_asan), (
