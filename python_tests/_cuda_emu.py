@@ -265,6 +265,11 @@ def langevin(emu: Emu, k: int) -> None:
             emu.call("langevin", C.byref(args))
             what = f"langevin_step {dtype} {shape} per_row={per_row}"
             assert_close(got, want, kind="values", what=what)
+            # In place (langevin_step_): y is x's own buffer.
+            xin = x.clone()
+            args.x = args.y = ptr(xin)
+            emu.call("langevin", C.byref(args))
+            assert_close(xin, want, kind="values", what="in place " + what)
             # Backward at the CPU output (the clamp mask is the same then).
             # need_noise_grad only with per-row steps: the kernel without xi (kNeedC false)
             # runs in the other variant.
