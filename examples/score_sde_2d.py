@@ -109,7 +109,7 @@ def main(argv=None):
     score = lambda x, t: model(x, t)  # noqa: E731
     runs = {
         "Euler-Maruyama": dict(),
-        "PC (EM + Langevin)": dict(corrector="langevin_batch", snr=0.16),
+        "PC (EM + Langevin)": dict(corrector="langevin", snr=0.16),
         "probability flow ODE": dict(probability_flow=True),
     }
     ref = moons(args.n, args.seed + 1)

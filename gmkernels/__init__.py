@@ -26,6 +26,7 @@ from .ops.bm import bm_exact, bm_gibbs
 from . import flows
 from . import boltzmann
 from . import score
+from . import trace
 
 __version__ = "0.1.0"
 
@@ -53,4 +54,5 @@ __all__ = [
     "boltzmann",
     "bm_gibbs",
     "bm_exact",
+    "trace",
 ]

@@ -44,7 +44,7 @@ U32 = 1 << 32
 __all__ = ["tensor", "floating", "like", "same_dtype", "same_device", "values", "real",
            "integer", "boolean", "choice", "per_sample", "clamp_pair", "shape", "fn_output", "features",
            "function", "generator", "device", "finite_state", "rows_limit", "resolve_seed",
-           "check_stream_args", "stream", "as_int64_bits", "rows_of", "overlaps_itself", "writable"]
+           "check_stream_args", "stream", "stream_span", "as_int64_bits", "rows_of", "overlaps_itself", "writable"]
 
 
 def _tname(v) -> str:
@@ -368,19 +368,61 @@ def clamp_pair(op: str, clamp):
     return lo, hi
 
 
+def _is_size(s) -> bool:
+    """An int (numpy's too) or a 0-d integer tensor; not a bool, not a float."""
+    if isinstance(s, torch.Tensor):
+        return s.dim() == 0 and not s.dtype.is_floating_point and s.dtype != torch.bool
+    return isinstance(s, numbers.Integral) and not isinstance(s, bool)
+
+
 def shape(op: str, v, *, batch: bool = False) -> tuple[int, ...]:
-    """A shape: an int or a sequence of ints >= 0 (with ``batch``, at least one dim)."""
-    if isinstance(v, numbers.Integral):
+    """A shape: an int or a sequence of ints >= 0 (with ``batch``, at least one dim). A float
+    size (2.5, and 2.0 too) or a bool is refused, never truncated (``int(2.5)`` would be 2);
+    a ``torch.Size``, numpy or 0-d integer tensor sizes are ints.
+
+    >>> gmkernels._checks.shape("op", (4, 2.5))
+    Traceback (most recent call last):
+        ...
+    TypeError: op: shape must be a sequence of ints, got (4, 2.5) (size 2.5 is a float)
+    """
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
         v = (int(v),)
-    try:
-        v = tuple(int(s) for s in v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{op}: shape must be a sequence of ints, got {v!r}") from None
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+        raise TypeError(f"{op}: shape must be a sequence of ints, got {v!r}")
+    sizes = tuple(v)
+    for s in sizes:
+        if not _is_size(s):
+            kind = "a bool" if isinstance(s, bool) else (
+                "a float" if isinstance(s, numbers.Real) else f"a {_tname(s)}")
+            raise TypeError(f"{op}: shape must be a sequence of ints, got {v!r} (size {s!r} is "
+                            f"{kind})")
+    v = tuple(int(s) for s in sizes)
     if batch and len(v) < 1:
         raise ValueError(f"{op}: shape must be (B, ...) with sizes >= 0, got {v}")
     if any(s < 0 for s in v):
         raise ValueError(f"{op}: shape must have sizes >= 0, got {v}")
     return v
+
+
+def stream_span(op: str, name: str, n: int, offset: int, positions: int, *, hi: int = U32,
+                what: str = "") -> int:
+    """A step count ``n`` (already an int) of an op whose call uses the ``positions`` stream
+    positions ``offset .. offset + positions - 1`` (docs/spec.md §0): ``n`` must be below
+    ``hi`` (2^32: a larger count would run for hours, and ``k = 2^62`` would hang), and the
+    range must end at or below 2^64: an offset range that passes 2^64 would wrap the Philox
+    counter and repeat the stream, so it is refused, never wrapped.
+
+    >>> gmkernels._checks.stream_span("op", "k", 3, 2 ** 64 - 4, 6, what="2k")
+    Traceback (most recent call last):
+        ...
+    ValueError: op: offset + 2k must be <= 2^64 (the stream positions of the call), got offset=18446744073709551612, k=3
+    """
+    if n >= hi:
+        raise ValueError(f"{op}: {name} must be < {_pow2(hi)}, got {n}")
+    if offset + positions > U64:
+        raise ValueError(f"{op}: offset + {what or name} must be <= 2^64 (the stream positions of "
+                         f"the call), got offset={offset}, {name}={n}")
+    return n
 
 
 def rows_limit(op: str, name: str, shape) -> None:

@@ -72,7 +72,8 @@ def uint32(shape, seed=None, offset: int = 0, sample_offset: int = 0, *, generat
     """The raw Philox words of a tensor of ``shape``, as int64 values in [0, 2^32).
 
     Args:
-        shape: output shape; rows are dim 0 (docs/spec.md §0).
+        shape: output shape, ints (a float or bool size is refused, not truncated); rows are
+            dim 0 (docs/spec.md §0).
         seed: uint64 key, or None to draw one from ``generator``.
         offset: uint64 stream position (give each call of a sampler its own).
         sample_offset: global index of row 0, < 2^32.
@@ -88,6 +89,14 @@ def uint32(shape, seed=None, offset: int = 0, sample_offset: int = 0, *, generat
 def uniform(shape, seed=None, offset: int = 0, sample_offset: int = 0, *, dtype=torch.float32,
             generator=None, device=None) -> torch.Tensor:
     """Uniforms in [0, 1) with 24 random bits, ``(w >> 8) * 2^-24``, in ``dtype``.
+
+    Every dtype stays in [0, 1): float16 and bfloat16 cannot hold 1 - 2^-24, and
+    round-to-nearest would give 1.0 for the top 2^-12 (float16) / 2^-9 (bfloat16) of the
+    draws, so those are stored as the largest value below 1 (1 - 2^-11, 1 - 2^-8; on every
+    backend). float32 and float64 hold every draw exactly.
+
+    >>> float(gmkernels.random.uniform((4096, 64), seed=0, dtype=torch.float16).max()) < 1
+    True
 
     >>> u = gmkernels.random.uniform((2, 5), seed=1)
     >>> torch.equal(u, (gmkernels.random.uint32((2, 5), seed=1) >> 8) * 2.0 ** -24)
@@ -132,6 +141,17 @@ def bernoulli(p: torch.Tensor, seed=None, offset: int = 0, sample_offset: int = 
     """Bernoulli draws ``1 if u < p else 0`` with ``u = uniform(p.shape, seed, offset,
     sample_offset)``; same shape, dtype and device as the probabilities ``p``.
 
+    Every p must be in [0, 1]. A NaN, ±inf or a value outside [0, 1] has no valid draw
+    (``u < NaN`` would silently give 0): for a CPU ``p`` this function reads the values
+    and raises ``ValueError``; for a CUDA ``p`` it does not (the read would be a device sync
+    per call), and every kernel (and the reference) writes NaN in exactly the elements whose
+    p is invalid instead, so the bad value shows where it was and nowhere else.
+
+    >>> gmkernels.random.bernoulli(torch.tensor([[0.5, 1.5]]), seed=1)
+    Traceback (most recent call last):
+        ...
+    ValueError: gmkernels.random.bernoulli: every p must be in [0, 1], got [1.5] among its values
+
     >>> p = torch.full((2, 5), 0.3)
     >>> torch.equal(gmkernels.random.bernoulli(p, seed=1),
     ...             (gmkernels.random.uniform((2, 5), seed=1) < p).float())
@@ -139,6 +159,7 @@ def bernoulli(p: torch.Tensor, seed=None, offset: int = 0, sample_offset: int = 
     """
     op = "gmkernels.random.bernoulli"
     _checks.floating(op, "p", p)
+    _checks.values(op, "p", p, "in [0, 1]", lambda v: (v >= 0) & (v <= 1))
     rows, _ = row_view(p.shape)
     seed, offset, sample_offset = _checks.stream(op, rows, seed, offset, sample_offset, generator)
     backend = _backend.choose_backend("random_bernoulli", p.device)

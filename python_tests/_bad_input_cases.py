@@ -30,8 +30,7 @@ and crash (the process died).
 
 Cases that another change fixes carry ``owner`` (``"A"`` double backward, ``"B"`` in-place
 version counters and overlapping writes, ``"C"`` the ops' NaN/range contracts and counter
-overflow, ``"F"`` the corrector): the probe reports them, marked, and the test leaves them
-out.
+overflow): the probe reports them, marked, and the test leaves them out.
 """
 
 from __future__ import annotations
@@ -77,6 +76,8 @@ class Arg:
     nan: str = "check"            # row/shared: "check" (error or propagation) | "skip"
     at: int = 0                   # row/shared: the element (of the row) that NaN / inf goes to
     shows: tuple | None = None    # row/shared: the outputs a NaN must reach (None: every float output)
+    nan_all: bool = False         # row: a NaN in one row must reach every row (the rows are
+                                  # coupled: the corrector's one step size for the batch)
     zero_d: str = "error"         # shared: what a 0-d tensor must give ("ok": it broadcasts)
     any_shape: bool = False       # row: every shape is valid (a sampler's x0): wrong-shape is "ok"
     expanded: str = "ok"          # row: what a stride-0 (expanded) copy gives ("error": written in place)
@@ -377,10 +378,11 @@ def cases_of(target: Target) -> list:
             if a.nan == "check" and not a.int_ok:
                 row = 1 if k == "row" else None
                 for label, v, is_nan in (("nan", NAN, True), ("inf", INF, False)):
+                    reach = None if a.nan_all and is_nan else row  # None: every row
                     add(f"{n}={label}", n,
                         lambda d, n=n, v=v, row=row, at=a.at: {n: _poke(d[n], v, row, at)}, "nan",
-                        check=lambda build, row=row, is_nan=is_nan, shows=a.shows: (
-                            lambda o: nan_rows(o, row, is_nan, target.rows_of_out, shows)),
+                        check=lambda build, reach=reach, is_nan=is_nan, shows=a.shows: (
+                            lambda o: nan_rows(o, reach, is_nan, target.rows_of_out, shows)),
                         owner=own(label))
             if a.layouts:
                 add(f"{n}=non-contiguous", n, lambda d, n=n: {n: _strided(d[n])}, "ok",
@@ -485,8 +487,11 @@ def cases_of(target: Target) -> list:
         owner = extra[4] if len(extra) > 4 else None
         check = "same" if expect == "ok" and name.startswith("same:") else (
             "ref" if expect in ("ok", "either") else None)
-        if expect == "nan":
-            check = lambda build: (lambda o: nan_rows(o, 1, True, target.rows_of_out))  # noqa: E731
+        if expect in ("nan", "nan-all"):  # a NaN in row 1: in row 1 / in every row
+            reach = 1 if expect == "nan" else None
+            check = lambda build, reach=reach: (  # noqa: E731
+                lambda o: nan_rows(o, reach, True, target.rows_of_out))
+            expect = "nan"
         add(name.removeprefix("same:"), arg, change, expect, check=check, owner=owner)
     return out
 
@@ -634,11 +639,15 @@ def _ops() -> list:
           lambda a: gmkernels.langevin_corrector_step(a["x"], a["score"], a["snr"],
                                                       alpha=a["alpha"], **kw_stream(a)),
           lambda: dict(x=_x(), score=_x(seed=2), snr=0.16, alpha=1.0, **s0),
-          [row("x"), row("score", owner={"nan": "F", "inf": "F"}),
+          # the batch step size: a NaN score row makes every row NaN; an inf one makes the
+          # step 0 (x back, its own row NaN from 0 * inf); tiny scores give x back
+          [row("x"), row("score", nan_all=True),
            Arg("snr", "float", lo_open=True), Arg("alpha", "coef"), *stream],
           batch=("x", "score"), empty="ok", zero_d="either",
           extra=[("score-row-tiny", "score",
-                  lambda a: dict(score=_scaled_row(a["score"], 1, 1e-20)), "either", "F")]),
+                  lambda a: dict(score=_scaled_row(a["score"], 1, 1e-20)), "either"),
+                 ("score-all-tiny", "score", lambda a: dict(score=a["score"] * 1e-20), "either"),
+                 ("score-zero", "score", lambda a: dict(score=a["score"] * 0), "either")]),
         T("gmkernels.affine_noise_step",
           lambda a: gmkernels.affine_noise_step(a["x"], a["e"], a["cx"], a["ce"], a["cn"],
                                                 **kw_stream(a)),
@@ -661,8 +670,7 @@ def _ops() -> list:
           lambda a: gmkernels.planar_flow(a["z"], a["u_hat"], a["w"], a["b"]),
           lambda: dict(z=_x(), u_hat=gmkernels.planar_u_hat(_x(2, seed=5), _x(2, seed=6)),
                        w=_x(2, seed=6), b=torch.zeros(2)),
-          [row("z", owner={"nan": "C"}), shared("u_hat", owner={"nan": "C"}),
-           shared("w", owner={"nan": "C"}), shared("b", owner={"nan": "C"})],
+          [row("z"), shared("u_hat"), shared("w"), shared("b")],
           batch=("z",), empty="ok", rows_of_out=B,
           extra=[("u_hat-per-sample", "u_hat", lambda a: dict(
                      u_hat=a["u_hat"].expand(B, 2, 3).contiguous(),
@@ -671,11 +679,10 @@ def _ops() -> list:
         T("gmkernels.planar_u_hat",
           lambda a: gmkernels.planar_u_hat(a["u"], a["w"], margin=a["margin"]),
           lambda: dict(u=_x(), w=_x(seed=2), margin=None),
-          [row("u"), row("w"), Arg("margin", "float", optional=True, lo_open=True,
-                                   owner={"nan": "C", "inf": "C", "low": "C", "str": "C"})],
+          [row("u"), row("w"), Arg("margin", "float", optional=True, lo_open=True)],
           batch=("u", "w"), empty="ok",
-          extra=[("u=float16", "u", lambda a: dict(u=a["u"].half(), w=a["w"].half()), "either", "C"),
-                 ("u=huge", "u", lambda a: dict(u=a["u"] * 1e30), "either", "C")]),
+          extra=[("u=float16", "u", lambda a: dict(u=a["u"].half(), w=a["w"].half()), "either"),
+                 ("u=huge", "u", lambda a: dict(u=a["u"] * 1e30), "either")]),
         T("gmkernels.affine_coupling",
           lambda a: gmkernels.affine_coupling(a["x"], a["s"], a["t"], a["mask"],
                                               inverse=a["inverse"], scale=a["scale"],
@@ -695,11 +702,11 @@ def _ops() -> list:
           lambda: dict(v0=_bits(), W=_x(5, 3, torch.float64), b=torch.zeros(5, dtype=torch.float64),
                        c=torch.zeros(3, dtype=torch.float64), k=2, beta=1.0, **s0),
           [row("v0"), shared("W"), shared("b"), shared("c"),
-           Arg("k", "count", owner={"huge": "C"}), Arg("beta", "coef", lo=None),
-           Arg("seed", "seed"), Arg("offset", "offset", steps=4, owner={"top": "C"}),
+           Arg("k", "count"), Arg("beta", "coef", lo=None),
+           Arg("seed", "seed"), Arg("offset", "offset", steps=4),
            Arg("sample_offset", "sample_offset")],
           batch=("v0",), empty="ok",
-          extra=[("k=2^62", "k", dict(k=1 << 62), "error", "C")]),
+          extra=[("k=2^62", "k", dict(k=1 << 62), "error")]),
         T("gmkernels.rbm_free_energy",
           lambda a: gmkernels.rbm_free_energy(a["v"], a["W"], a["b"], a["c"]),
           lambda: dict(v=_bits(), W=_x(5, 3, torch.float64), b=torch.zeros(5, dtype=torch.float64),
@@ -718,8 +725,8 @@ def _ops() -> list:
                        c=torch.zeros(3, dtype=torch.float64), n_chains=4, n_betas=20, seed=0,
                        offset=0),
           [shared("W"), shared("b"), shared("c"), Arg("n_chains", "count", lo=2),
-           Arg("n_betas", "count", lo=3, owner={"huge": "C"}), Arg("seed", "seed"),
-           Arg("offset", "offset", steps=40, owner={"top": "C"})],
+           Arg("n_betas", "count", lo=3), Arg("seed", "seed"),
+           Arg("offset", "offset", steps=40)],
           rows_of_out=None,
           extra=[("betas=not-increasing", "betas", dict(betas=torch.tensor([0.0, 0.7, 0.5, 1.0])),
                   "error")]),
@@ -729,9 +736,9 @@ def _ops() -> list:
           lambda: dict(y=_spins(), W=_sym(5), b=torch.zeros(5), n_sweeps=2, beta=1.0,
                        order="sequential", **s0),
           [row("y"), Arg("W", "shared", layouts=False), shared("b"),
-           Arg("n_sweeps", "count", owner={"huge": "C"}), Arg("beta", "coef"),
+           Arg("n_sweeps", "count"), Arg("beta", "coef"),
            Arg("order", "choice"), Arg("seed", "seed"),
-           Arg("offset", "offset", steps=2, owner={"top": "C"}), Arg("sample_offset", "sample_offset")],
+           Arg("offset", "offset", steps=2), Arg("sample_offset", "sample_offset")],
           batch=("y",), empty="ok",
           extra=[("same:W=non-contiguous-symmetric", "W",
                   lambda a: dict(W=_strided(a["W"])), "ok")]),
@@ -746,19 +753,19 @@ def _ops() -> list:
                 device=a["device"]),
             lambda name=name: dict(shape=(B, 3), device=None, **s0,
                                    **({} if name == "uint32" else {"dtype": torch.float32})),
-            [Arg("shape", "shape", owner={"float-size": "C"}), Arg("device", "device"),
+            [Arg("shape", "shape"), Arg("device", "device"),
              *([] if name == "uint32" else [Arg("dtype", "dtype")]), *stream], meta="skip",
-            extra=[("dtype=float16", "dtype", dict(dtype=torch.float16), "ok",
-                    "C" if name == "uniform" else None)] if name != "uint32" else [])
+            extra=[("dtype=float16", "dtype", dict(dtype=torch.float16), "ok")]
+            if name != "uint32" else [])
           for name in ("uint32", "uniform", "normal", "rademacher")],
         T("gmkernels.random.bernoulli",
           lambda a: gmkernels.random.bernoulli(a["p"], **kw_stream(a)),
           lambda: dict(p=torch.full((B, 3), 0.3), **s0),
-          [row("p", owner={"nan": "C", "inf": "C"}, any_shape=True), *stream], batch=("p",),
+          [row("p", any_shape=True), *stream], batch=("p",),
           empty="ok",
           zero_d="either",
-          extra=[("p=1.5", "p", dict(p=torch.full((B, 3), 1.5)), "error", "C"),
-                 ("p=-0.5", "p", dict(p=torch.full((B, 3), -0.5)), "error", "C")]),
+          extra=[("p=1.5", "p", dict(p=torch.full((B, 3), 1.5)), "error"),
+                 ("p=-0.5", "p", dict(p=torch.full((B, 3), -0.5)), "error")]),
     ]
 
 
@@ -822,7 +829,7 @@ def _models() -> list:
                                          seed=a["seed"]),
           lambda: dict(method="ais", n_chains=4, n_betas=20, seed=0),
           [Arg("method", "choice"), Arg("n_chains", "count", lo=2),
-           Arg("n_betas", "count", lo=3, owner={"huge": "C"}), Arg("seed", "seed")],
+           Arg("n_betas", "count", lo=3), Arg("seed", "seed")],
           rows_of_out=None),
         T("RBM.log_likelihood",
           lambda a: _rbm().log_likelihood(a["v"], method=a["method"]),
@@ -901,17 +908,17 @@ def _models() -> list:
            Arg("amortized", "bool"), Arg("init_scale", "float")], reference=False,
           inference=False),
         T("PlanarFlow.forward", lambda a: _planar()(a["z"]), lambda: dict(z=_x()),
-          [Arg("z", "row", owner={"nan": "C"})], batch=("z",), empty="ok"),
+          [Arg("z", "row")], batch=("z",), empty="ok"),
         T("PlanarFlow.forward", lambda a: _planar(amortized=True)(a["z"], a["params"]),
           lambda: dict(z=_x(), params=_x(B, PlanarFlow.num_params(3, 4), seed=8) * 0.5),
-          [Arg("z", "row", owner={"nan": "C"}), Arg("params", "row", owner={"nan": "C"})],
+          [Arg("z", "row"), Arg("params", "row")],
           batch=("z", "params"), empty="ok"),
         T("PlanarFlow.inverse", lambda a: _planar().inverse(a["x"], iters=a["iters"]),
           lambda: dict(x=_x(), iters=60),
           [Arg("x", "row"), Arg("iters", "count", lo=1, huge=False)], batch=("x",), empty="ok"),
         T("PlanarFlow.log_prob", lambda a: _planar().log_prob(a["x"], iters=a["iters"]),
           lambda: dict(x=_x(), iters=60),
-          [Arg("x", "row", owner={"nan": "C"}), Arg("iters", "count", lo=1, huge=False)],
+          [Arg("x", "row"), Arg("iters", "count", lo=1, huge=False)],
           batch=("x",), empty="ok"),
         T("PlanarFlow.base_log_prob", lambda a: _planar().base_log_prob(a["z"]), lambda: dict(z=_x()),
           [Arg("z", "row")], batch=("z",), empty="ok"),
@@ -1000,7 +1007,7 @@ def _score() -> list:
           lambda: dict(score_fn=lambda x, t: -x, sde=sde, shape=(B, 2), n_steps=3,
                        predictor="euler_maruyama", corrector=None, snr=0.16,
                        n_corrector_steps=1, eps=1e-3, seed=0, dtype=torch.float32, device=None),
-          [Arg("score_fn", "fn"), Arg("shape", "shape", owner={"float-size": "C"}),
+          [Arg("score_fn", "fn"), Arg("shape", "shape"),
            Arg("n_steps", "count", lo=1, huge=False),
            Arg("predictor", "choice", optional=True), Arg("corrector", "choice", optional=True),
            Arg("snr", "float", lo_open=True), Arg("n_corrector_steps", "count", huge=False),
@@ -1010,15 +1017,16 @@ def _score() -> list:
                  ("eps=1", "eps", dict(eps=1.0), "error"),
                  ("score_fn-nan-row", "score_fn", dict(score_fn=_nan_row(lambda x, t: -x)), "nan"),
                  ("corrector=langevin", "corrector", dict(corrector="langevin"), "ok"),
-                 ("corrector=langevin_batch", "corrector", dict(corrector="langevin_batch"), "ok"),
-                 ("corrector=langevin_batch-nan-row", "score_fn",
-                  dict(corrector="langevin_batch", score_fn=_nan_row(lambda x, t: -x)), "nan", "F")]),
+                 ("corrector=langevin_batch", "corrector", dict(corrector="langevin_batch"),
+                  "error"),
+                 ("corrector=langevin-nan-row", "score_fn",
+                  dict(corrector="langevin", score_fn=_nan_row(lambda x, t: -x)), "nan-all")]),
         T("gmkernels.score.ddpm_sample",
           lambda a: score.ddpm_sample(a["eps_fn"], a["schedule"], a["shape"], seed=a["seed"],
                                       dtype=a["dtype"], device=a["device"]),
           lambda: dict(eps_fn=lambda x, t: torch.zeros_like(x), schedule=sched, shape=(B, 2),
                        seed=0, dtype=torch.float32, device=None),
-          [Arg("eps_fn", "fn"), Arg("shape", "shape", owner={"float-size": "C"}),
+          [Arg("eps_fn", "fn"), Arg("shape", "shape"),
            Arg("seed", "seed"), Arg("dtype", "dtype"),
            Arg("device", "device")],
           extra=[("schedule=str", "schedule", dict(schedule="linear"), "error"),
@@ -1038,6 +1046,26 @@ def _score() -> list:
           extra=[("sde_or_sigmas=str", "sde", dict(sde_or_sigmas="vp"), "error"),
                  ("sigmas=negative", "sigmas", dict(sde_or_sigmas=torch.tensor([1.0, -0.5])), "error"),
                  ("sigmas=ok", "sigmas", dict(sde_or_sigmas=torch.tensor([1.0, 0.5])), "ok")]),
+        T("gmkernels.score.sliced_score_matching_loss",
+          lambda a: score.sliced_score_matching_loss(
+              a["score_fn"], a["x"], a["n_projections"], variance_reduction=a["variance_reduction"],
+              probe=a["probe"], mode=a["mode"], seed=a["seed"], offset=a["offset"],
+              generator=a["generator"]),
+          lambda: dict(score_fn=lambda x: -x * x, x=_x(), n_projections=2, variance_reduction=True,
+                       probe="rademacher", mode="vjp", seed=0, offset=0, generator=None),
+          [Arg("score_fn", "fn"), Arg("x", "row", nan="skip", any_shape=True),
+           Arg("n_projections", "count", lo=1), Arg("variance_reduction", "bool"),
+           Arg("probe", "choice"), Arg("mode", "choice"), Arg("seed", "seed"),
+           Arg("offset", "offset"), Arg("generator", "gen")],
+          batch=("x",), empty="either", zero_d="error", rows_of_out=None,
+          extra=[("score_fn=wrong-shape", "score_fn",
+                  dict(score_fn=lambda x: x[:, :1]), "error")]),
+        T("gmkernels.score.score_matching_loss",
+          lambda a: score.score_matching_loss(a["score_fn"], a["x"], mode=a["mode"]),
+          lambda: dict(score_fn=lambda x: -x * x, x=_x(), mode="jvp"),
+          [Arg("score_fn", "fn"), Arg("x", "row", nan="skip", any_shape=True),
+           Arg("mode", "choice")],
+          batch=("x",), empty="either", zero_d="error", rows_of_out=None),
         T("VPSDE", lambda a: score.VPSDE(a["beta_min"], a["beta_max"]),
           lambda: dict(beta_min=0.1, beta_max=20.0),
           [Arg("beta_min", "float"), Arg("beta_max", "float", lo_open=True)], inference=False,
@@ -1063,7 +1091,7 @@ def _score() -> list:
                                                     dtype=a["dtype"]),
             lambda: dict(shape=(B, 2), seed=0, offset=0, generator=None, device=None,
                          dtype=torch.float32),
-            [Arg("shape", "shape", owner={"float-size": "C"}), Arg("seed", "seed"),
+            [Arg("shape", "shape"), Arg("seed", "seed"),
              Arg("offset", "offset"), Arg("generator", "gen"), Arg("device", "device"),
              Arg("dtype", "dtype")])
           for cls in (score.VPSDE, score.VESDE)],
@@ -1078,8 +1106,50 @@ def _score() -> list:
     ]
 
 
+def _trace() -> list:
+    """gmkernels.trace (docs/spec.md §4): fn = x² elementwise, so the Jacobian diag(2x) carries
+    a NaN of a row into that row's trace only."""
+    T = Target
+    square = lambda x: x * x  # noqa: E731
+    out = []
+    for name, f in (("trace", gmkernels.trace.trace), ("divergence", gmkernels.trace.divergence)):
+        std = {"return_std": False} if name == "trace" else {}
+        out.append(T(
+            f"gmkernels.trace.{name}",
+            lambda a, f=f, std=std: f(a["fn"], a["x"], n_probes=a["n_probes"], method=a["method"],
+                                      probe=a["probe"], mode=a["mode"], seed=a["seed"],
+                                      offset=a["offset"], sample_offset=a["sample_offset"],
+                                      create_graph=a["create_graph"], generator=a["generator"],
+                                      **{k: a[k] for k in std}),
+            lambda std=std: dict(fn=square, x=_x(), n_probes=4, method="xtrace", probe="gaussian",
+                                 mode="vjp", seed=0, offset=0, sample_offset=0,
+                                 create_graph=False, generator=None, **std),
+            [Arg("fn", "fn"), Arg("x", "row", any_shape=True), Arg("n_probes", "count", lo=1),
+             Arg("method", "choice"), Arg("probe", "choice"), Arg("mode", "choice"),
+             Arg("seed", "seed"), Arg("offset", "offset"), Arg("sample_offset", "sample_offset"),
+             Arg("create_graph", "bool"), Arg("generator", "gen")]
+            + ([Arg("return_std", "bool")] if std else []),
+            batch=("x",), empty="either", zero_d="error",
+            extra=[("fn=wrong-shape", "fn", dict(fn=lambda x: x[:, :1]), "error"),
+                   ("n_probes=1-xtrace", "n_probes", dict(n_probes=1), "error"),
+                   ("hutchpp", "method", dict(method="hutchpp", n_probes=6), "ok"),
+                   ("jvp", "mode", dict(mode="jvp"), "ok")]))
+    out.append(T(
+        "gmkernels.trace.probes",
+        lambda a: gmkernels.trace.probes(a["x"], a["n_probes"], probe=a["probe"], seed=a["seed"],
+                                         offset=a["offset"], sample_offset=a["sample_offset"],
+                                         generator=a["generator"]),
+        lambda: dict(x=_x(), n_probes=2, probe="sphere", seed=0, offset=0, sample_offset=0,
+                     generator=None),
+        [Arg("x", "row", any_shape=True, nan="skip"), Arg("n_probes", "count", lo=1),
+         Arg("probe", "choice"), Arg("seed", "seed"), Arg("offset", "offset"),
+         Arg("sample_offset", "sample_offset"), Arg("generator", "gen")],
+        batch=("x",), empty="either", zero_d="error", rows_of_out=None))
+    return out
+
+
 def targets() -> list:
-    return _ops() + _models() + _score()
+    return _ops() + _models() + _score() + _trace()
 
 
 def cases() -> list:
@@ -1094,4 +1164,4 @@ def cases() -> list:
 
 
 OWNERS = {"A": "double backward", "B": "in-place version counters and overlapping writes",
-          "C": "the ops' NaN/range contracts and counter overflow", "F": "the corrector"}
+          "C": "the ops' NaN/range contracts and counter overflow"}

@@ -84,7 +84,7 @@ AffineBackwardArgs = _struct("AffineBackwardArgs", [
     ("nscale", D), ("coefs", CoefArgs), ("rows", I64), ("M", I64), ("st", PhiloxStream),
     ("dtype", I)])
 RowNormsArgs = _struct("RowNormsArgs", [
-    ("s", P), ("sums", P), ("rows", I64), ("M", I64), ("st", PhiloxStream), ("dtype", I)])
+    ("s", P), ("sums", P), ("means", P), ("rows", I64), ("M", I64), ("st", PhiloxStream), ("dtype", I)])
 PlanarArgs = _struct("PlanarArgs", [
     ("z", P), ("u", P), ("w", P), ("b", P), ("out", P), ("logdet", P), ("B", I64), ("K", I64),
     ("D", I64), ("per_sample", B), ("zbuf", P), ("dtype", I)])
@@ -399,27 +399,34 @@ def euler_maruyama_full_diffusion(emu: Emu, k: int) -> None:
 
 @case("sde")
 def corrector(emu: Emu, k: int) -> None:
-    # The two launches of langevin_corrector_step on CUDA (sde_cuda.cpp): the row norms into
-    # zeroed sums, then the affine step with the corrector's coefficients.
+    # The launches of langevin_corrector_step on CUDA (sde_cuda.cpp): the row norms into zeroed
+    # sums and their batch means (launch_corrector_norms: two kernels), then the affine step
+    # with the corrector's coefficients.
     for shape, dtype, acc, rows, M, (x, score, _) in sde_grid(k):
-        score[1] = 0  # a row with ||score|| = 0: eps = 0, out = x
+        score[1] = 0  # a row with ||score|| = 0 (the batch's mean norm stays > 0)
         alpha_t = (torch.rand(rows, generator=gen(k), dtype=F64) * 0.1).to(acc)
         seed, off, so = 9, 40 + k, 0
         want = OPS.langevin_corrector_step(x, score, alpha_t, 0.0, 0.16, seed, off, so)
         st = stream(seed, off, so)
         sums = torch.zeros(rows, 2, dtype=acc)
-        emu.call("corrector_norms", C.byref(RowNormsArgs(ptr(score), ptr(sums), rows, M, st,
-                                                         DTYPE_CODE[dtype])))
-        # The norms themselves: ||score_r||^2 against a float64 sum (a sum of M squares).
+        means = torch.full((2,), 9.0, dtype=acc)
+        emu.call("corrector_norms", C.byref(RowNormsArgs(ptr(score), ptr(sums), ptr(means), rows,
+                                                         M, st, DTYPE_CODE[dtype])))
+        # The norms themselves: ||score_r||^2 against a float64 sum (a sum of M squares), and
+        # the batch mean of the norms against the float64 mean of the kernel's own sums (the
+        # means kernel adds rows square roots in double: a few roundings of the result).
         s2 = score.double().pow(2)
+        what = f"{dtype} {shape}"
         assert_close(sums[:, 1].double(), s2.sum(1), rtol=0.0, atol=sum_bound(s2, acc),
-                     what=f"corrector norms {dtype} {shape}")
+                     what="corrector norms " + what)
+        assert_close(means.double(), sums.double().sqrt().mean(0), kind="cross_backend",
+                     dtype=acc, what="corrector means " + what)
         got = torch.full_like(x, 9.0)
-        coefs = CoefArgs(src=2, alpha_t=ptr(alpha_t), alpha=0.0, snr=0.16, sums=ptr(sums))
+        coefs = CoefArgs(src=2, alpha_t=ptr(alpha_t), alpha=0.0, snr=0.16, sums=ptr(means))
         emu.call("affine", C.byref(AffineArgs(ptr(x), ptr(score), None, ptr(got), 1.0, True,
                                               coefs, rows, M, st, DTYPE_CODE[dtype])))
         assert_close(got, want, kind=elem_kind(dtype, "cross_backend"),
-                     what=f"langevin_corrector_step {dtype} {shape}")
+                     what="langevin_corrector_step " + what)
 
 
 # ---------------------------------------------------------------------------------------------

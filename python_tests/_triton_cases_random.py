@@ -18,10 +18,12 @@ def cases() -> list[dict]:
 
     def fill(draw, name, out_ty, p_ty, fp64, tile=long_rows, ints=INTS32, label=""):
         sig = {"out_ptr": "*" + out_ty, "p_ptr": "*" + p_ty, **ints, **STREAM,
-               "DRAW": "constexpr", "FP64": "constexpr", "BLOCK_R": "constexpr",
-               "BLOCK_G": "constexpr"}
+               "DRAW": "constexpr", "FP64": "constexpr", "TOP": "constexpr",
+               "BLOCK_R": "constexpr", "BLOCK_G": "constexpr"}
+        # TOP: the largest uniform stored (gmkernels.reference.random.uniform_top of out)
+        top = {"fp16": 1 - 2.0 ** -11, "bf16": 1 - 2.0 ** -8}.get(out_ty, 1 - 2.0 ** -24)
         out.append(dict(module="gmkernels.triton.random", kernel="_fill_kernel", signature=sig,
-                        constexprs=dict(DRAW=draw, FP64=fp64, **tile),
+                        constexprs=dict(DRAW=draw, FP64=fp64, TOP=top, **tile),
                         label=f"_fill_kernel[{name},{out_ty}{label}]"))
 
     fill(0, "uint32", "i64", "i64", False)

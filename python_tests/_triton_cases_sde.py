@@ -79,7 +79,7 @@ def _sde_step_cases(long_rows, short_rows) -> list[dict]:
                "FP64": "constexpr", **tiles}
         add("_corrector_norms_kernel", sig, dict(FP64=fp64), ty)
         sig = {"x_ptr": "*" + ty, "s_ptr": "*" + ty, "y_ptr": "*" + ty, "a_ptr": "*" + acc,
-               "nn_ptr": "*" + acc, "sn_ptr": "*" + acc, "alpha": "fp64", "snr": "fp64", **tail,
+               "means_ptr": "*" + acc, "alpha": "fp64", "snr": "fp64", **tail,
                "HAS_A": "constexpr", "FP64": "constexpr", **tiles}
         for has_a in ([True, False] if ty == "fp32" else [True]):
             add("_corrector_fwd_kernel", sig, dict(HAS_A=has_a, FP64=fp64),

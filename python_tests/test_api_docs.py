@@ -26,7 +26,7 @@ from conftest import BACKENDS
 # docstring examples
 
 GROUPS = ("bm", "coupling", "planar", "rbm", "sde")
-MODULES = (["gmkernels", "gmkernels.random"] + [f"gmkernels.ops.{g}" for g in GROUPS]
+MODULES = (["gmkernels", "gmkernels.random", "gmkernels.trace"] + [f"gmkernels.ops.{g}" for g in GROUPS]
            + [f"gmkernels.reference.{g}" for g in GROUPS + ("random",)])
 
 

@@ -45,6 +45,8 @@ def _public_entry_points():
     ops |= {f"gmkernels.random.{n}" for n in ("uint32", "uniform", "normal", "rademacher",
                                               "bernoulli")}
     ops |= {f"gmkernels.score.{n}" for n in score.__all__ if inspect.isfunction(getattr(score, n))}
+    ops |= {f"gmkernels.trace.{n}" for n in gmkernels.trace.__all__
+            if inspect.isfunction(getattr(gmkernels.trace, n))}
     for cls in (RBM, BoltzmannMachine, PlanarFlow, RealNVP, score.VPSDE, score.VESDE,
                 score.DDPMSchedule):
         ops.add(cls.__name__)

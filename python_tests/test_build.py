@@ -104,6 +104,14 @@ OP_SAMPLES = {
     "rbm_ais": lambda: (_f64(7, 5), _f64(7, seed=1), _f64(5, seed=2),
                         torch.linspace(0, 1, 5, dtype=torch.float64), 4, None, 1, 0),
     "bm_gibbs": lambda: (_spins(5, 7), _sym(7), _f32(7, seed=1), 3, None, 0.9, 0, 5, 1, 0),
+    "rbm_fit_epoch_": lambda: (_f64(7, 5), _f64(7, seed=1), _f64(5, seed=2), _f64(7, 5, seed=3),
+                               _f64(7, seed=4), _f64(5, seed=5), _bits(4, 7), _bits(9, 7, seed=2),
+                               torch.randperm(9, generator=torch.Generator().manual_seed(0)),
+                               4, 1, True, 0.1, 0.5, 0.01, 3, 8),
+    "bm_fit_epoch_": lambda: (_sym(7), _f32(7, seed=1), _f32(7, 7, seed=2), _f32(7, seed=3),
+                              _spins(4, 7), _spins(9, 7, seed=2),
+                              torch.randperm(9, generator=torch.Generator().manual_seed(0)),
+                              4, 1, 0, 0.1, 0.5, 0.01, True, 2.0, 0, 3, 8),
 }
 
 

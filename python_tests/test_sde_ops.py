@@ -478,14 +478,76 @@ def test_reverse_sde_step_matches_reference(any_backend, kind, predictor, t_kind
 @pytest.mark.parametrize("alpha_kind", ["float", "per_sample"])
 def test_langevin_corrector_matches_reference(any_backend, shape, dtype, alpha_kind):
     x, s = make_n(shape, dtype)
-    s[0].zero_()                                    # a zero score row: eps = 0, x unchanged
+    s[0].zero_()          # a zero score row: under the batch rule it still gets its noise
     alpha = 0.9 if alpha_kind == "float" else per_row(shape, dtype, 0.5, 1.0)
     got = gmkernels.langevin_corrector_step(x, s, 0.16, alpha=alpha, seed=SEED, offset=OFF,
                                             sample_offset=SOFF)
     want = ref.langevin_corrector_step(x, s, 0.16, alpha, SEED, OFF, SOFF)
     close(got, want, dtype, f"corrector alpha={alpha_kind}")
-    assert torch.equal(got[0], x[0]), "a row with a zero score must be left unchanged"
     assert torch.isfinite(got).all()
+    if shape[0] > 1:
+        assert not torch.equal(got[0], x[0]), "a zero score row must get the batch step's noise"
+
+
+@pytest.mark.parametrize("shape", [(7,), (130, 33), (4, 3, 5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_langevin_corrector_reference_is_the_batch_rule(shape, dtype):
+    # the reference against the independent oracle below (Song et al.'s released
+    # LangevinCorrector: one ratio from the batch means of the row norms, per-row alpha)
+    x, s = make_n(shape, dtype)
+    for alpha in (0.7, per_row(shape, dtype, 0.5, 1.0)):
+        got = ref.langevin_corrector_step(x, s, 0.16, alpha, *STREAM)
+        want, scale = oracle_corrector(x, s, alpha, 0.16)
+        _check(got, want, scale, dtype, f"reference vs oracle {shape} {dtype}")
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the Triton
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # interpreter
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_langevin_corrector_guard_and_nan(any_backend, dtype):
+    # eps = 0 (x returned as is) when the mean score norm is 0 or the step size would pass
+    # 2^120 (a tiny score: 1e-20 gives eps ~ 1e39); finite input never gives inf or NaN
+    x, s = make_n((9, 5), dtype)
+    for scale in (0.0, 1e-20, 1e-30):
+        tiny = s * scale
+        for alpha in (1.0, per_row((9,), dtype, 0.5, 1.0)):
+            got = gmkernels.langevin_corrector_step(x, tiny, 0.16, alpha=alpha, seed=3, offset=1)
+            assert torch.isfinite(got).all(), f"score scale {scale}: {got}"
+            assert torch.equal(got, x), f"score scale {scale}: x must come back unchanged"
+            assert torch.equal(got, ref.langevin_corrector_step(x, tiny, 0.16, alpha, 3, 1))
+    # a score of a norm small enough for a large but finite step is not guarded: it follows
+    # the formula (here eps ~ 2 * (0.16 * sqrt(5) / (1e-6 sqrt(5)))^2 ~ 5e10)
+    got = gmkernels.langevin_corrector_step(x, s * 1e-6, 0.16, seed=3, offset=1)
+    close(got, ref.langevin_corrector_step(x, s * 1e-6, 0.16, 1.0, 3, 1), dtype, "small score")
+    assert torch.isfinite(got).all() and not torch.equal(got, x)
+    # a NaN in one row's score makes the mean norm NaN: every row is NaN (the contract)
+    sn = s.clone()
+    sn[4, 2] = float("nan")
+    got = gmkernels.langevin_corrector_step(x, sn, 0.16, seed=3, offset=1)
+    assert got.isnan().all(), got
+    # an inf makes the mean score norm inf, so eps = 0: x back, NaN (0 * inf) in that row only
+    sn[4, 2] = float("inf")
+    got = gmkernels.langevin_corrector_step(x, sn, 0.16, seed=3, offset=1)
+    keep = torch.ones(9, dtype=torch.bool)
+    keep[4] = False
+    assert torch.equal(got[keep], x[keep]) and got[4].isnan().any(), got
+
+
+def test_langevin_corrector_rows_depend_on_the_batch(any_backend):
+    # the batch rule: scaling the other rows' scores changes row 0's step (documented), while
+    # the noise stays row-keyed (sample_offset shards draw the same xi)
+    x, s = make_n((8, 3), torch.float64)
+    a = gmkernels.langevin_corrector_step(x, s, 0.16, seed=5, offset=2)
+    s2 = s.clone()
+    s2[1:] *= 4.0
+    b = gmkernels.langevin_corrector_step(x, s2, 0.16, seed=5, offset=2)
+    assert not torch.allclose(a[0], b[0])
+    close(b, ref.langevin_corrector_step(x, s2, 0.16, 1.0, 5, 2), torch.float64, "scaled rows")
+    # a shard of rows 3:8 with sample_offset 3 is the reference on those rows alone
+    part = gmkernels.langevin_corrector_step(x[3:], s[3:], 0.16, seed=5, offset=2,
+                                             sample_offset=3)
+    close(part, ref.langevin_corrector_step(x[3:], s[3:], 0.16, 1.0, 5, 2, 3), torch.float64,
+          "shard")
 
 
 @pytest.mark.parametrize("shape", STEP_SHAPES)
@@ -933,15 +995,22 @@ def oracle_reverse(x, s, t, dt, kind, p0, p1, predictor, pf, stream=STREAM):
 
 
 def oracle_corrector(x, s, alpha, snr, stream=STREAM):
+    """Song et al.'s released LangevinCorrector: noise_norm and grad_norm the batch means of
+    the row norms, step = (snr * noise_norm / grad_norm)^2 * 2 * alpha (per-row alpha), with
+    the guard of docs/spec.md §3.3 (step 0 when grad_norm == 0 or step > 2^120)."""
     cd = _cd(x.dtype)
     xi, sc = _xi(x, cd, stream), s.to(cd)
     rows, M = ref_random.row_view(x.shape)
-    nn = (xi * xi).reshape(rows, M).sum(1)
-    ns = (sc * sc).reshape(rows, M).sum(1)
-    a = alpha.to(cd) if isinstance(alpha, torch.Tensor) else torch.tensor(float(alpha), dtype=cd)
-    ratio = snr * nn.sqrt() / torch.where(ns > 0, ns, torch.ones_like(ns)).sqrt()
-    eps = torch.where(ns > 0, 2 * a * ratio * ratio, torch.zeros_like(ns))
-    e = _row(eps, x, cd)
+    noise_norm = (xi * xi).reshape(rows, M).sum(1).sqrt().mean()
+    grad_norm = (sc * sc).reshape(rows, M).sum(1).sqrt().mean()
+    a = alpha.to(cd) if isinstance(alpha, torch.Tensor) else torch.full((rows,), float(alpha),
+                                                                         dtype=cd)
+    if grad_norm == 0:
+        step = torch.zeros(rows, dtype=cd)
+    else:
+        step = (snr * noise_norm / grad_norm) ** 2 * 2 * a
+        step = torch.where(step > 2.0 ** 120, torch.zeros_like(step), step)
+    e = _row(step, x, cd)
     y, scale = _affine(x.to(cd), sc, 1.0, -e, torch.sqrt(2 * e), xi)
     return y.to(x.dtype), scale
 
@@ -1054,10 +1123,10 @@ def test_triton_langevin_corrector(tri, dtype, shape, per_sample):
 def test_triton_langevin_corrector_zero_score_rows(tri, dtype):
     x, s, per_row = _tri_inputs((4, 3, 7), dtype, seed=5)
     s[1] = 0
-    s[3] = 0
+    s[3] = 0              # zero score rows: their step is the batch's, so they move by noise
     got = tri.langevin_corrector_step_fwd(x, s, per_row, 0.0, 0.16, *STREAM)
     assert torch.isfinite(got).all()
-    assert torch.equal(got[1], x[1]) and torch.equal(got[3], x[3])
+    assert not torch.equal(got[1], x[1]) and not torch.equal(got[3], x[3])
     want, scale = oracle_corrector(x, s, per_row, 0.16)
     _check(got, want, scale, dtype, f"corrector zero rows {dtype}")
     one = tri.langevin_corrector_step_fwd(x[0], torch.zeros_like(x[0]), None, 1.0, 0.16,
@@ -1078,7 +1147,6 @@ def test_triton_langevin_corrector_long_rows_and_non_contiguous(tri, monkeypatch
     got = tri.langevin_corrector_step_fwd(x, s, None, 1.0, 0.16, *STREAM)
     want, scale = oracle_corrector(x, s, 1.0, 0.16)
     _check(got, want, scale, torch.float32, "corrector long rows")
-    assert torch.equal(got[1], x[1])
     xb, sb, per_row = _tri_inputs((11, 6), torch.float64, seed=7)
     got = tri.langevin_corrector_step_fwd(xb.t(), sb.t(), per_row[:6], 0.0, 0.3, *STREAM)
     want, scale = oracle_corrector(xb.t().contiguous(), sb.t().contiguous(), per_row[:6], 0.3)

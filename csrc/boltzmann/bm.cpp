@@ -20,6 +20,7 @@
 #include "bm.h"
 #include "bm_ops.h"
 #include "gmk/checks.h"
+#include "gmk/inplace.h"
 
 namespace gmk {
 
@@ -68,6 +69,8 @@ BmPrep bm_prepare(const char* op, const at::Tensor& y, const at::Tensor& W, cons
   TORCH_CHECK_VALUE(b.device() == y.device(), op, ": b must be on y's device (", y.device(),
                     "), got ", b.device());
   TORCH_CHECK_VALUE(n_sweeps >= 0, op, ": n_sweeps must be >= 0, got ", n_sweeps);
+  // sweep s uses offset + s
+  check_span(op, "n_sweeps", n_sweeps, offset, static_cast<uint64_t>(n_sweeps), "n_sweeps");
   const BmOrder ord = enum_arg<BmOrder>(op, "order", order);
   TORCH_CHECK_VALUE(D < (int64_t{1} << 24), op, ": D must be < 2^24, got ", D);
   TORCH_CHECK_VALUE(std::isfinite(beta) && beta >= 0, op, ": beta must be finite and >= 0, got ",
@@ -113,4 +116,19 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
   m.def(
       "bm_gibbs(Tensor y, Tensor W, Tensor b, int n_sweeps, Tensor? beta_t, float beta, "
       "int order, int seed, int offset, int sample_offset) -> Tensor");
+  // One epoch of BoltzmannMachine.fit: W, b, their momenta and the persistent chains updated in
+  // place (bm_fit_epoch in bm_ops.h); returns max |<yyᵀ>_batch - <yyᵀ>_chains| per batch.
+  m.def(
+      "bm_fit_epoch_(Tensor(a!) W, Tensor(b!) b, Tensor(c!) vel_W, Tensor(d!) vel_b, "
+      "Tensor(e!) chains, Tensor data, Tensor? perm, int batch_size, int n_sweeps, int order, "
+      "float lr, float momentum, float weight_decay, bool lr_decay, float tau, int t0, int seed, "
+      "int offset) -> Tensor");
+}
+
+// bm_fit_epoch_ writes in place (gmk/inplace.h: version counters, no tensors requiring grad).
+TORCH_LIBRARY_IMPL(gmkernels, Autograd, m) {
+  gmk::register_inplace_dispatch(m, true, {"bm_fit_epoch_"});
+}
+TORCH_LIBRARY_IMPL(gmkernels, ADInplaceOrView, m) {
+  gmk::register_inplace_dispatch(m, false, {"bm_fit_epoch_"});
 }

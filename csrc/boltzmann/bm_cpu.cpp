@@ -282,4 +282,7 @@ struct BmCpuDev {
 }  // namespace
 }  // namespace gmk
 
-TORCH_LIBRARY_IMPL(gmkernels, CPU, m) { m.impl("bm_gibbs", &gmk::bm_gibbs<gmk::BmCpuDev>); }
+TORCH_LIBRARY_IMPL(gmkernels, CPU, m) {
+  m.impl("bm_gibbs", &gmk::bm_gibbs<gmk::BmCpuDev>);
+  m.impl("bm_fit_epoch_", &gmk::bm_fit_epoch<gmk::BmCpuDev>);
+}

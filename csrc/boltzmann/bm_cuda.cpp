@@ -35,4 +35,7 @@ struct BmCuda {
 }  // namespace
 }  // namespace gmk
 
-TORCH_LIBRARY_IMPL(gmkernels, CUDA, m) { m.impl("bm_gibbs", &gmk::bm_gibbs<gmk::BmCuda>); }
+TORCH_LIBRARY_IMPL(gmkernels, CUDA, m) {
+  m.impl("bm_gibbs", &gmk::bm_gibbs<gmk::BmCuda>);
+  m.impl("bm_fit_epoch_", &gmk::bm_fit_epoch<gmk::BmCuda>);
+}

@@ -22,6 +22,7 @@
 
 #include "gmk/checks.h"
 #include "gmk/glue.h"
+#include "gmk/inplace.h"
 #include "rbm.h"
 #include "rbm_ops.h"
 
@@ -160,6 +161,22 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
   m.def(
       "rbm_ais(Tensor W, Tensor b, Tensor c, Tensor betas, int n_chains, "
       "Tensor? base_visible_bias, int seed, int offset) -> (Tensor, Tensor)");
+  // One epoch of CD-k / PCD-k updates of W, b, c and their momenta, in place (rbm_fit_epoch_run
+  // in rbm_ops.h); returns the summed per-batch reconstruction error (float64, 0-d).
+  m.def(
+      "rbm_fit_epoch_(Tensor(a!) W, Tensor(b!) b, Tensor(c!) c, Tensor(d!) vel_W, "
+      "Tensor(e!) vel_b, Tensor(f!) vel_c, Tensor(g!) chains, Tensor data, Tensor perm, "
+      "int batch_size, int k, bool persistent, float lr, float momentum, float weight_decay, "
+      "int seed, int offset) -> Tensor");
+}
+
+// rbm_fit_epoch_ writes its parameters in place: their version counters are bumped, and
+// tensors that require grad are refused while grad mode is on (gmk/inplace.h).
+TORCH_LIBRARY_IMPL(gmkernels, Autograd, m) {
+  gmk::register_inplace_dispatch(m, true, {"rbm_fit_epoch_"});
+}
+TORCH_LIBRARY_IMPL(gmkernels, ADInplaceOrView, m) {
+  gmk::register_inplace_dispatch(m, false, {"rbm_fit_epoch_"});
 }
 
 

@@ -14,6 +14,7 @@
 #include <optional>
 #include <cstdint>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gmk/checks.h"
@@ -49,6 +50,27 @@ inline PhiloxStream rbm_stream(int64_t seed, int64_t offset, uint64_t delta, int
                      static_cast<uint64_t>(sample_offset));
 }
 
+// The k steps on caller-owned buffers: v (B, nv) is the state, updated in place; h and pre_h
+// (B, nh), pre_v (B, nv) are work space. All contiguous, of W's dtype and device. On return
+// pre_h / pre_v hold the probabilities of the last step's halves (k >= 1). Streams as below.
+template <class Pass>
+void rbm_gibbs_into(const at::Tensor& W, const at::Tensor& Wt, const at::Tensor& b,
+                    const at::Tensor& c, const at::Tensor& beta_t, double beta, int64_t k,
+                    int64_t seed, int64_t offset, int64_t sample_offset, at::Tensor& v,
+                    at::Tensor& h, at::Tensor& pre_h, at::Tensor& pre_v, const Pass& pass) {
+  const at::Tensor none;
+  for (int64_t s = 0; s < k; ++s) {
+    const bool last = s == k - 1;
+    const uint64_t d = 2 * static_cast<uint64_t>(s);
+    at::mm_out(pre_h, v, W);
+    pass(pre_h, c, none, beta_t, beta, rbm_stream(seed, offset, d, sample_offset), h,
+         last ? pre_h : none);
+    at::mm_out(pre_v, h, Wt);
+    pass(pre_v, b, none, beta_t, beta, rbm_stream(seed, offset, d + 1, sample_offset), v,
+         last ? pre_v : none);
+  }
+}
+
 // Pass (a functor with operator() and ais_weight, see CpuPass in rbm_cpu.cpp):
 //   void(const at::Tensor& pre, const at::Tensor& bias, const at::Tensor& base,
 //        const at::Tensor& beta_t, double beta, const PhiloxStream& st,
@@ -65,6 +87,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rbm_gibbs_run(
     const char* op, const RbmPrep& p, int64_t k, int64_t seed, int64_t offset,
     int64_t sample_offset, const Pass& pass) {
   TORCH_CHECK_VALUE(k >= 0, op, ": k must be >= 0, got ", k);
+  // positions offset .. offset + 2k - 1 (k = 0: offset alone)
+  check_span(op, "k", k, offset, k == 0 ? 1 : 2 * static_cast<uint64_t>(k), "2k");
   // The docs/spec.md §0 limits (rows + sample_offset < 2^32, row length) for both layers.
   checked_stream(op, p.v.sizes(), seed, offset, sample_offset);
   checked_stream(op, {p.B, p.nh}, seed, offset, sample_offset);
@@ -79,18 +103,129 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rbm_gibbs_run(
     return {v, h, v.clone(), pre_h};
   }
   at::Tensor pre_v = at::empty({p.B, p.nv}, opts);
-  const at::Tensor Wt = p.W.t();
-  for (int64_t s = 0; s < k; ++s) {
-    const bool last = s == k - 1;
-    const uint64_t d = 2 * static_cast<uint64_t>(s);
-    at::mm_out(pre_h, v, p.W);
-    pass(pre_h, p.c, none, p.beta_t, p.beta, rbm_stream(seed, offset, d, sample_offset), h,
-         last ? pre_h : none);
-    at::mm_out(pre_v, h, Wt);
-    pass(pre_v, p.b, none, p.beta_t, p.beta, rbm_stream(seed, offset, d + 1, sample_offset), v,
-         last ? pre_v : none);
-  }
+  rbm_gibbs_into(p.W, p.W.t(), p.b, p.c, p.beta_t, p.beta, k, seed, offset, sample_offset, v, h,
+                 pre_h, pre_v, pass);
   return {v, h, pre_v, pre_h};
+}
+
+// One epoch of CD-k (persistent = false: each batch's chains start at the batch) or PCD-k
+// (persistent: `chains` (n_chains, nv) carry over, updated in place), as RBM.fit's update
+// (gmkernels/boltzmann/rbm.py; docs/spec.md §2.1): for the batches v = data[perm[s : s + bs]],
+//   ph = σ(vW + c);  v_k from k Gibbs steps at stream position offset + 2k·(batch index);
+//   phk = σ(v_k W + c);
+//   gW = vᵀph / |v| - v_kᵀphk / |v_k| - weight_decay W;  gb = mean(v) - mean(v_k);
+//   gc = mean(ph) - mean(phk);  vel = momentum vel + lr g;  param += vel  (W, b, c in place).
+// The GEMMs are ATen calls into buffers allocated once per epoch; the loop runs here, so an
+// epoch is one op call with no host synchronization. Returns the sum over the batches of the
+// mean squared reconstruction error (float64, 0-d, on W's device): |v - pv_k|² for CD,
+// |v - σ(ph Wᵀ + b)|² (after the update) for PCD.
+template <class Pass>
+at::Tensor rbm_fit_epoch_run(const char* op, at::Tensor& W, at::Tensor& b, at::Tensor& c,
+                             at::Tensor& vW, at::Tensor& vb, at::Tensor& vc, at::Tensor& chains,
+                             const at::Tensor& data, const at::Tensor& perm, int64_t batch_size,
+                             int64_t k, bool persistent, double lr, double momentum,
+                             double weight_decay, int64_t seed, int64_t offset, const Pass& pass) {
+  const RbmPrep p = rbm_prepare(op, &data, W, b, c, std::nullopt, 1.0);
+  for (const auto& [t, name] : {std::pair<const at::Tensor*, const char*>{&W, "W"}, {&b, "b"},
+                                {&c, "c"}, {&vW, "vel_W"}, {&vb, "vel_b"}, {&vc, "vel_c"},
+                                {&chains, "chains"}}) {
+    TORCH_CHECK_VALUE(t->is_contiguous(), op, ": ", name, " must be contiguous (it is updated in "
+                      "place), got strides ", t->strides());
+    TORCH_CHECK_TYPE(t->scalar_type() == W.scalar_type(), op, ": ", name,
+                     " must have the dtype of W (", W.scalar_type(), "), got ", t->scalar_type());
+    TORCH_CHECK_VALUE(t->device() == W.device(), op, ": ", name, " must be on W's device (",
+                      W.device(), "), got ", t->device());
+  }
+  TORCH_CHECK_VALUE(vW.sizes() == W.sizes() && vb.sizes() == b.sizes() && vc.sizes() == c.sizes(),
+                    op, ": vel_W, vel_b, vel_c must have the shapes of W, b, c, got ", vW.sizes(),
+                    ", ", vb.sizes(), ", ", vc.sizes());
+  const int64_t N = p.B;
+  TORCH_CHECK_VALUE(N >= 1, op, ": data must have at least one row, got ", data.sizes());
+  TORCH_CHECK_VALUE(batch_size >= 1, op, ": batch_size must be >= 1, got ", batch_size);
+  TORCH_CHECK_VALUE(k >= 1, op, ": k must be >= 1, got ", k);
+  TORCH_CHECK_VALUE(perm.dim() == 1 && perm.size(0) == N && perm.scalar_type() == at::kLong &&
+                        perm.device() == W.device(),
+                    op, ": perm must be an int64 permutation of the ", N, " rows on W's device, "
+                    "got shape ", perm.sizes(), ", dtype ", perm.scalar_type());
+  if (persistent) {
+    TORCH_CHECK_VALUE(chains.dim() == 2 && chains.size(1) == p.nv && chains.size(0) >= 1, op,
+                      ": chains must have shape (n_chains, n_visible) = (n_chains, ", p.nv,
+                      "), got ", chains.sizes());
+  }
+  const int64_t bs = std::min(batch_size, N);
+  const int64_t n_batches = (N + bs - 1) / bs;
+  const int64_t nc = persistent ? chains.size(0) : bs;
+  // The whole epoch's stream range: offset + 2k · n_batches must fit in 64 bits.
+  const uint64_t per = 2 * static_cast<uint64_t>(k);
+  TORCH_CHECK_VALUE(static_cast<uint64_t>(k) < (uint64_t{1} << 62) &&
+                        static_cast<uint64_t>(n_batches) <= (~uint64_t{0} - static_cast<uint64_t>(offset)) / per,
+                    op, ": k and the batches must fit the stream: offset + 2 k * batches <= 2^64, "
+                    "got offset ", static_cast<uint64_t>(offset), ", k ", k, ", ", n_batches, " batches");
+  checked_stream(op, {nc, std::max(p.nv, p.nh)}, seed, offset, 0);
+  const auto opts = W.options();
+  at::Tensor vbuf = at::empty({bs, p.nv}, opts), phbuf = at::empty({bs, p.nh}, opts);
+  at::Tensor vk_cd = persistent ? at::Tensor() : at::empty({bs, p.nv}, opts);
+  at::Tensor h = at::empty({nc, p.nh}, opts), pre_h = at::empty({nc, p.nh}, opts);
+  at::Tensor pre_v = at::empty({nc, p.nv}, opts), phk = at::empty({nc, p.nh}, opts);
+  at::Tensor dbuf = at::empty({bs, p.nv}, opts);
+  const at::Tensor ones = at::ones({std::max(bs, nc)}, opts);  // column sums as GEMVs
+  at::Tensor errs = at::empty({n_batches}, opts);  // per-batch squared errors, summed at the end
+  const at::Tensor Wt = W.t();
+  const at::Tensor none;
+  // The work per batch is a few small GEMMs: every ATen call counts, so the buffers' views
+  // for a full batch are made once and the statistics are fused into GEMMs / GEMVs with
+  // their scale factors (alpha, beta) instead of separate divisions and means.
+  auto rows = [](const at::Tensor& t, int64_t m) { return m == t.size(0) ? t : t.narrow(0, 0, m); };
+  for (int64_t i = 0; i < n_batches; ++i) {
+    const int64_t s0 = i * bs, m = std::min(bs, N - s0);
+    at::Tensor v = rows(vbuf, m), ph = rows(phbuf, m);
+    at::index_select_out(v, p.v, 0, perm.narrow(0, s0, m));
+    at::mm_out(ph, v, W);  // (mm + add: cheaper than addmm's broadcast copy at these sizes)
+    ph.add_(c).sigmoid_();
+    at::Tensor vk = persistent ? chains : rows(vk_cd, m);
+    if (!persistent) vk.copy_(v);
+    const int64_t r = vk.size(0);
+    at::Tensor hh = rows(h, r), prh = rows(pre_h, r), prv = rows(pre_v, r);
+    rbm_gibbs_into(W, Wt, b, c, none, 1.0, k, seed,
+                   static_cast<int64_t>(static_cast<uint64_t>(offset) + per * static_cast<uint64_t>(i)),
+                   0, vk, hh, prh, prv, pass);
+    at::Tensor err_i = errs.select(0, i);
+    at::Tensor d = rows(dbuf, m);
+    if (!persistent) {
+      at::sub_out(d, v, prv);
+      at::sum_out(err_i, d.square_(), {0, 1});
+    }
+    at::Tensor pk = rows(phk, r);
+    at::mm_out(pk, vk, W);
+    pk.add_(c).sigmoid_();
+    // vel = momentum vel + lr g with g = (vᵀph / m - v_kᵀphk / r - weight_decay W) for W and
+    // the same with column means for b and c: the scale factors go into the GEMMs / GEMVs
+    // (beta = momentum, alpha = ±lr / rows), so there is no gradient buffer, division or
+    // mean. (beta = 0 ignores the old velocity, as BLAS does.)
+    const double am = lr / static_cast<double>(m), ar = -lr / static_cast<double>(r);
+    const at::Tensor vt = v.t(), vkt = vk.t();
+    const at::Tensor om = rows(ones, m), orr = rows(ones, r);
+    vW.addmm_(vt, ph, momentum, am).addmm_(vkt, pk, 1.0, ar);
+    if (weight_decay != 0.0) vW.add_(W, -lr * weight_decay);
+    vb.addmv_(vt, om, momentum, am).addmv_(vkt, orr, 1.0, ar);
+    vc.addmv_(ph.t(), om, momentum, am).addmv_(pk.t(), orr, 1.0, ar);
+    W.add_(vW);
+    b.add_(vb);
+    c.add_(vc);
+    if (persistent) {  // reconstruction error of a one-step reconstruction, with the new W, b
+      at::mm_out(d, ph, Wt);
+      d.add_(b).sigmoid_();
+      at::sub_out(d, v, d);
+      at::sum_out(err_i, d.square_(), {0, 1});
+    }
+  }
+  // sums of squares -> means (every batch has bs rows but the last), then their sum
+  at::Tensor scale = at::full({n_batches}, 1.0 / static_cast<double>(bs * p.nv),
+                              opts.dtype(at::kDouble));
+  const int64_t last = N - (n_batches - 1) * bs;
+  scale[n_batches - 1] = 1.0 / static_cast<double>(last * p.nv);
+  at::Tensor err = errs.to(at::kDouble).mul_(scale).sum();
+  return err;
 }
 
 // Stable softplus, log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}), in ATen ops.
@@ -156,6 +291,8 @@ std::tuple<at::Tensor, at::Tensor> rbm_ais_run(const char* op, const RbmPrep& p,
   }
   const int64_t n = n_chains;
   checked_stream(op, {n, std::max(p.nv, p.nh)}, seed, offset, 0);
+  // positions offset .. offset + 2K - 2
+  check_span(op, "len(betas)", K, offset, 2 * static_cast<uint64_t>(K) - 1, "2 len(betas) - 1");
   at::Tensor v = at::empty({n, p.nv}, opts);
   at::Tensor h = at::empty({n, p.nh}, opts);
   at::Tensor pre_h = at::empty({n, p.nh}, opts);
@@ -212,9 +349,22 @@ std::tuple<at::Tensor, at::Tensor> rbm_ais(const at::Tensor& W, const at::Tensor
 }
 
 // The registration of the ops above for one device: its TORCH_LIBRARY_IMPL block calls this.
+template <class Pass>
+at::Tensor rbm_fit_epoch(at::Tensor& W, at::Tensor& b, at::Tensor& c, at::Tensor& vW,
+                         at::Tensor& vb, at::Tensor& vc, at::Tensor& chains,
+                         const at::Tensor& data, const at::Tensor& perm, int64_t batch_size,
+                         int64_t k, bool persistent, double lr, double momentum,
+                         double weight_decay, int64_t seed, int64_t offset) {
+  const char* op = "gmkernels.rbm_fit_epoch_";
+  const typename Pass::Guard guard(W.device());
+  return rbm_fit_epoch_run(op, W, b, c, vW, vb, vc, chains, data, perm, batch_size, k,
+                           persistent, lr, momentum, weight_decay, seed, offset, Pass{});
+}
+
 template <class Dev>
 void register_rbm_ops(torch::Library& m) {
   m.impl("rbm_gibbs", &rbm_gibbs<Dev>);
+  m.impl("rbm_fit_epoch_", &rbm_fit_epoch<Dev>);
   m.impl("rbm_ais", &rbm_ais<Dev>);
 }
 

@@ -102,20 +102,25 @@ struct ExpFloor<double> {
 // h = tanh(a) and s = 1 - tanh(a)^2 = sech(a)^2, both without cancellation: with
 // em = expm1(-2|a|) and e = exp(-2|a|), tanh|a| = -em / (2 + em) and s = 4e / (1 + e)^2.
 // For |a| past 43.5 (float) / 354 (double) the exponent is clamped, where s < 1e-37 / 1e-307
-// and h rounds to ±1: no overflow, no NaN, whatever a is (a = ±inf gives h = ±1, s ≈ 0).
+// and h rounds to ±1: no overflow, no NaN for any non-NaN a (a = ±inf gives h = ±1, s ≈ 0).
+// A NaN a gives h = s = NaN (the polynomial runs on 0 and the NaN is selected in at the end),
+// so the NaN reaches every element of the row's z (z += û h) and its log-det (psi = 1 + s uw),
+// as torch.tanh would.
 template <typename T>
 GMK_HD_INLINE void act(T a, T* h, T* s) {
   const T ax = a < T(0) ? -a : a;
   T x = T(-2) * ax;
   x = x < ExpFloor<T>::v ? ExpFloor<T>::v : x;
-  x = x == x ? x : T(0);  // NaN a: keep the polynomial finite (the NaN still shows in z)
+  x = x == x ? x : T(0);  // NaN a: keep the polynomial finite, then select the NaN below
   T e, em;
   exp_parts(x, &e, &em);
   const T d = T(2) + em;  // = 1 + e, in [1, 2]
   const T r = T(1) / d;   // one division for both outputs
   const T th = -em * r;
-  *h = a < T(0) ? -th : th;
-  *s = (T(4) * e) * (r * r);
+  const T sh = (T(4) * e) * (r * r);
+  const bool nan = a != a;
+  *h = nan ? a : (a < T(0) ? -th : th);
+  *s = nan ? a : sh;
 }
 
 // Natural log of a finite x > 0 in the normal range: x = 2^k m with m in [sqrt(1/2), sqrt(2)),
@@ -197,9 +202,11 @@ GMK_HD_INLINE T layer_log_psi(T h, T s, T uw) {
   const T corr = pos ? (y - (u - T(1))) / u : T(0);  // u >= 1 when uw >= 0
   T ab = base < T(0) ? -base : base;
   const bool zero = ab == T(0);
+  const bool nan = ab != ab;  // a NaN h, s or uw (log_pos reads bits: it would give a number)
   ab = ab < Tiny<T>::v ? Tiny<T>::v : ab;
+  ab = nan ? T(1) : ab;
   const T r = log_pos(ab) + corr;
-  return zero ? -std::numeric_limits<T>::infinity() : r;
+  return nan ? base : (zero ? -std::numeric_limits<T>::infinity() : r);
 }
 
 // Running product of |psi| over the layers in mantissa / exponent form, float32: m in [1, 2)
@@ -207,14 +214,17 @@ GMK_HD_INLINE T layer_log_psi(T h, T s, T uw) {
 // to [smallest normal, 2^126] so m |psi| stays a normal float) and moves the exponent bits of
 // the result into e: a few integer ops instead of a log per layer. log_prod (one log per row)
 // returns log(m) + e ln 2; zero marks a psi of exactly 0 (only for û·w <= -1, outside the op's
-// contract), where the result is -inf as with the per-layer log.
+// contract), where the result is -inf as with the per-layer log, or (zero = 2, sticky) a NaN
+// psi (a NaN z row, û, w or b), where the result is NaN, as the sum of the per-layer logs is.
 GMK_HD_INLINE void prod_step(float h, float s, float uw, float* m, int32_t* e, int32_t* zero) {
   const float y = s * uw;
   const float base = uw >= 0.0f ? 1.0f + y : (1.0f + uw) - h * h * uw;  // layer_psi
   float ab = base < 0.0f ? -base : base;
-  *zero = ab == 0.0f ? 1 : *zero;
+  const bool nan = ab != ab;
+  *zero = nan ? 2 : (ab == 0.0f && *zero == 0 ? 1 : *zero);
   ab = ab < Tiny<float>::v ? Tiny<float>::v : ab;
   ab = ab > 8.50705917e37f ? 8.50705917e37f : ab;  // 2^126
+  ab = nan ? 1.0f : ab;  // keep m and e numbers; the NaN is in `zero`
   const uint32_t bits = float_as_u32(*m * ab);
   *e += static_cast<int32_t>(bits >> 23) - 127;
   *m = u32_as_float((bits & 0x007FFFFFu) | 0x3F800000u);
@@ -223,7 +233,8 @@ GMK_HD_INLINE void prod_step(float h, float s, float uw, float* m, int32_t* e, i
 GMK_HD_INLINE float log_prod(float m, int32_t e, int32_t zero) {
   const float fe = static_cast<float>(e);
   const float r = fe * 0.693359375f + (log_pos(m) - fe * 2.12194440e-4f);
-  return zero ? -std::numeric_limits<float>::infinity() : r;
+  return zero == 2 ? std::numeric_limits<float>::quiet_NaN()
+                   : (zero ? -std::numeric_limits<float>::infinity() : r);
 }
 
 // Backward of one layer for one row, given

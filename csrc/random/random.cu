@@ -15,9 +15,21 @@ namespace cuda {
 namespace {
 
 // The draws of one counter, in the compute type (the per-counter math lives in philox.h).
-template <typename acc_t>
+// Significand bits of a stored type: a uniform stored in float16 / bfloat16 is clamped below 1
+// (philox.h uniform_top), so round-to-nearest never gives 1.0; float32 / float64 are unchanged.
+template <typename T>
+constexpr int kDigits = 24;
+template <>
+constexpr int kDigits<__half> = 11;
+template <>
+constexpr int kDigits<__nv_bfloat16> = 8;
+
+template <typename T>
 struct UniformOp {
-  __device__ __forceinline__ Quad<acc_t> operator()(u32x4 w) const { return uniforms4<acc_t>(w); }
+  using acc_t = typename Scalar<T>::acc;
+  __device__ __forceinline__ Quad<acc_t> operator()(u32x4 w) const {
+    return uniforms4_below<acc_t>(w, static_cast<acc_t>(uniform_top(kDigits<T>)));
+  }
 };
 template <typename acc_t>
 struct NormalOp {
@@ -122,7 +134,7 @@ LaunchStatus launch_random_fill(Draw draw, DType dtype, void* out, int64_t rows,
     using T = typename decltype(tag)::type;
     using acc_t = typename Scalar<T>::acc;
     switch (draw) {
-      case Draw::kUniform: return fill_typed<T, UniformOp<acc_t>>(out, rows, M, st, s);
+      case Draw::kUniform: return fill_typed<T, UniformOp<T>>(out, rows, M, st, s);
       case Draw::kNormal: return fill_typed<T, NormalOp<acc_t>>(out, rows, M, st, s);
       case Draw::kRademacher: return fill_typed<T, RademacherOp<acc_t>>(out, rows, M, st, s);
       default: return "unknown draw kind";

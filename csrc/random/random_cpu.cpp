@@ -5,6 +5,8 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <limits>
+
 #include "gmk/cpu_stream.h"
 #include "gmk/glue.h"
 #include "random.h"
@@ -33,6 +35,17 @@ void float_fill_cpu(const RandomPrep& p, at::Tensor& o) {
   });
 }
 
+// Uniforms in [0, 1) in every dtype: float16 / bfloat16 clamp below 1 before rounding
+// (philox.h uniform_top); float32 / float64 are unchanged.
+void uniform_fill_cpu(const RandomPrep& p, at::Tensor& o) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, o.scalar_type(), "gmkernels", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const acc_t top = static_cast<acc_t>(uniform_top(std::numeric_limits<scalar_t>::digits));
+    fill_cpu_kernel<scalar_t, acc_t>(o.data_ptr<scalar_t>(), p.view.rows, p.view.M, p.st,
+                                     cpu::UniformBelowDraw<acc_t>{top});
+  });
+}
+
 // Kept out of the AT_DISPATCH lambda: a #pragma cannot sit inside a macro argument.
 template <typename scalar_t, typename acc_t>
 void bernoulli_cpu_kernel(const scalar_t* p, scalar_t* out, int64_t rows, int64_t M,
@@ -43,7 +56,8 @@ void bernoulli_cpu_kernel(const scalar_t* p, scalar_t* out, int64_t rows, int64_
                               scalar_t* o = out + r * M + m0;
 #pragma omp simd
                               for (int64_t i = 0; i < n; ++i)
-                                o[i] = u[i] < static_cast<acc_t>(pr[i]) ? scalar_t(1) : scalar_t(0);
+                                o[i] = static_cast<scalar_t>(
+                                    bernoulli_of(u[i], static_cast<acc_t>(pr[i])));
                             });
 }
 
@@ -56,7 +70,7 @@ struct RandomCpu {
         fill_cpu_kernel<int64_t, int64_t>(o.data_ptr<int64_t>(), p.view.rows, p.view.M, p.st,
                                           cpu::WordDraw{});
         return;
-      case Draw::kUniform: return float_fill_cpu<cpu::UniformDraw>(p, o);
+      case Draw::kUniform: return uniform_fill_cpu(p, o);
       case Draw::kNormal: return float_fill_cpu<cpu::NormalDraw>(p, o);
       case Draw::kRademacher: return float_fill_cpu<cpu::RademacherDraw>(p, o);
     }

@@ -382,10 +382,12 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
       "reverse_sde_step_backward(Tensor grad_out, Tensor? t_t, float t, float dt, int kind, "
       "float p0, float p1, int predictor, bool probability_flow, int[] x_shape) "
       "-> (Tensor, Tensor)");
-  // Predictor-corrector Langevin corrector (Song et al. 2021, Alg. 4/5), per row r:
-  // eps_r = 2*alpha_r*(snr*||xi_r|| / ||score_r||)^2, out = x + eps_r*score + sqrt(2 eps_r)*xi,
-  // norms over the row, the same xi in the norm and the update. eps_r = 0 (out_r = x_r) when
-  // ||score_r|| = 0. alpha_t: (B,) per-sample alpha (None: the float). Not differentiable.
+  // Predictor-corrector Langevin corrector (Song et al. 2021, Alg. 4/5, the step size of their
+  // released code): n = mean_r ||xi_r||, g = mean_r ||score_r|| (norms over each row, the same
+  // xi in the norms and the update), eps_r = 2*alpha_r*(snr*n/g)^2, out = x + eps_r*score +
+  // sqrt(2 eps_r)*xi: one ratio for the batch, so a row's result depends on the other rows.
+  // eps_r = 0 (out = x) when g == 0 or eps_r > 2^120; a NaN score makes every row NaN.
+  // alpha_t: (B,) per-sample alpha (None: the float). Not differentiable.
   m.def(
       "langevin_corrector_step(Tensor x, Tensor score, Tensor? alpha_t, float alpha, float snr, "
       "int seed, int offset, int sample_offset) -> Tensor");

@@ -1,5 +1,5 @@
 // CUDA kernels of the sde family (docs/spec.md §3): the fused Langevin step and its backward, and the
-// affine step behind the SDE steps (sde.h), its backward and the corrector's norms.
+// affine step behind the SDE steps (sde.h), its backward and the corrector's norms and means.
 // Raw pointers and a cudaStream_t only; the torch side is sde_cuda.cpp.
 //
 // One thread per Philox counter (gmk/cuda_kernel.cuh): thread t owns elements 4g..4g+3 of row
@@ -292,9 +292,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The corrector's first pass: sums[2r] += ||xi_r||^2, sums[2r + 1] += ||s_r||^2. The update
-// kernel (affine_kernel with CorrectorCoefs) runs after it on the same stream and draws the
-// same xi again rather than storing it.
+// The corrector's first pass: sums[2r] += ||xi_r||^2, sums[2r + 1] += ||s_r||^2. The batch
+// means (corrector_means_kernel) and the update kernel (affine_kernel with CorrectorCoefs) run
+// after it on the same stream; the update draws the same xi again rather than storing it.
 template <typename T, typename index_t, bool kVec>
 __global__ void __launch_bounds__(kThreads)
     corrector_norms_kernel(const T* __restrict__ s, typename Scalar<T>::acc* sums,
@@ -337,6 +337,49 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The corrector's batch means (sde.h corrector_means, on the device): one block strides over
+// the rows, summing sqrt of the squared row norms in double, then reduces across the block;
+// means[0] = mean_r ||xi_r||, means[1] = mean_r ||s_r||. It runs between the two passes on the
+// same stream, so the host never waits. One block: the work is 2 sqrt per row, small next to
+// the Philox draws of the passes around it.
+constexpr int kMeansThreads = 1024;
+
+template <typename acc_t>
+__global__ void __launch_bounds__(kMeansThreads)
+    corrector_means_kernel(const acc_t* __restrict__ sums, int64_t rows, acc_t* means) {
+  __shared__ double part[2][kMeansThreads / 32];
+  double a = 0.0, b = 0.0;
+  for (int64_t r = threadIdx.x; r < rows; r += kMeansThreads) {
+    a += static_cast<double>(sqrt_t(sums[2 * r]));
+    b += static_cast<double>(sqrt_t(sums[2 * r + 1]));
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) {
+    a += __shfl_down_sync(0xffffffffu, a, off);
+    b += __shfl_down_sync(0xffffffffu, b, off);
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) {
+    part[0][warp] = a;
+    part[1][warp] = b;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    a = part[0][lane];  // kMeansThreads / 32 == 32 partials, one per lane
+    b = part[1][lane];
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) {
+      a += __shfl_down_sync(0xffffffffu, a, off);
+      b += __shfl_down_sync(0xffffffffu, b, off);
+    }
+    if (lane == 0) {
+      means[0] = static_cast<acc_t>(a / static_cast<double>(rows));
+      means[1] = static_cast<acc_t>(b / static_cast<double>(rows));
+    }
+  }
+}
+static_assert(kMeansThreads == 32 * 32, "corrector_means_kernel: one partial per lane of warp 0");
+
 // Calls f(provider) with the coefficient provider of c (sde.h) in the compute dtype.
 template <typename acc_t, typename F>
 LaunchStatus with_coefs(const CoefArgs& c, const F& f) {
@@ -354,7 +397,7 @@ LaunchStatus with_coefs(const CoefArgs& c, const F& f) {
     case CoefSource::kCorrector:
       return f(CorrectorCoefs<acc_t>{static_cast<const acc_t*>(c.alpha_t),
                                      static_cast<acc_t>(c.alpha), static_cast<acc_t>(c.snr),
-                                     static_cast<const acc_t*>(c.sums)});
+                                     static_cast<const acc_t*>(c.sums)});  // the (2,) means
   }
   return "unknown coefficient source";
 }
@@ -489,12 +532,15 @@ LaunchStatus launch_corrector_norms(const RowNormsArgs& args, void* stream) {
     using acc_t = typename Scalar<T>::acc;
     const T* sc = static_cast<const T*>(args.s);
     acc_t* sums = static_cast<acc_t*>(args.sums);
-    return launch_over_counters(args.rows, args.M, vec4_aligned<T>(sc), [&](auto cfg, auto grid,
-                                                                           unsigned blocks) {
-      using C = decltype(cfg);
-      return launch(corrector_norms_kernel<T, typename C::index, C::vec>, blocks, kThreads, 0, s,
-                    sc, sums, grid, args.M, args.st);
-    });
+    const LaunchStatus st = launch_over_counters(
+        args.rows, args.M, vec4_aligned<T>(sc), [&](auto cfg, auto grid, unsigned blocks) {
+          using C = decltype(cfg);
+          return launch(corrector_norms_kernel<T, typename C::index, C::vec>, blocks, kThreads,
+                        0, s, sc, sums, grid, args.M, args.st);
+        });
+    if (st || args.rows == 0) return st;
+    return launch(corrector_means_kernel<acc_t>, 1, kMeansThreads, 0, s, sums, args.rows,
+                  static_cast<acc_t*>(args.means));
   });
 }
 

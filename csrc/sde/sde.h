@@ -156,24 +156,44 @@ struct ReverseSdeCoefs {
   GMK_HD_INLINE Coef3<acc_t> row(int64_t r) const { return reverse_sde_coefs(spec, t_t[r]); }
 };
 
-// Predictor-corrector Langevin step (Song et al. 2021, Alg. 4/5), per row:
-// eps = 2*alpha*(snr*||xi|| / ||s||)^2, out = x + eps*s + sqrt(2*eps)*xi; eps = 0 (out = x)
-// when ||s|| = 0, where the formula is 0/0 or inf. xi2, s2: the row's squared norms.
+// Predictor-corrector Langevin step (Song et al. 2021, Alg. 4/5, with the step size of their
+// released code's LangevinCorrector): one ratio for the whole batch from the batch means of the
+// row norms, nn = mean_r ||xi_r||, gn = mean_r ||s_r||, then per row
+//     eps_r = 2*alpha_r*(snr*nn/gn)^2,   out = x + eps_r*s + sqrt(2*eps_r)*xi.
+// eps_r = 0 (out = x) when gn == 0 (the formula is 0/0 or inf) or eps_r > kCorrectorMaxStep (a
+// tiny but nonzero score, whose ratio overflows): finite input never gives inf or NaN. A NaN
+// gn (a NaN in the score) fails both tests and reaches every row, as the formula says.
+constexpr double kCorrectorMaxStep = 1.329227995784916e36;  // 2^120
+
 template <typename acc_t>
-GMK_HD_INLINE Coef3<acc_t> corrector_coefs(acc_t alpha, acc_t snr, acc_t xi2, acc_t s2) {
-  if (!(s2 > acc_t(0))) return Coef3<acc_t>{acc_t(1), acc_t(0), acc_t(0)};
-  const acc_t ratio = snr * sqrt_t(xi2) / sqrt_t(s2);
+GMK_HD_INLINE Coef3<acc_t> corrector_coefs(acc_t alpha, acc_t snr, acc_t nn, acc_t gn) {
+  if (gn == acc_t(0)) return Coef3<acc_t>{acc_t(1), acc_t(0), acc_t(0)};
+  const acc_t ratio = snr * nn / gn;
   const acc_t eps = acc_t(2) * alpha * ratio * ratio;
+  if (eps > acc_t(kCorrectorMaxStep)) return Coef3<acc_t>{acc_t(1), acc_t(0), acc_t(0)};
   return Coef3<acc_t>{acc_t(1), -eps, sqrt_t(acc_t(2) * eps)};
+}
+
+// The corrector's batch means from its first pass's (rows, 2) squared row norms: means[0] =
+// mean_r sqrt(sums[2r]), means[1] = mean_r sqrt(sums[2r+1]), summed in double. rows > 0.
+template <typename acc_t>
+inline void corrector_means(const acc_t* sums, int64_t rows, acc_t* means) {
+  double a = 0.0, b = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    a += static_cast<double>(sqrt_t(sums[2 * r]));
+    b += static_cast<double>(sqrt_t(sums[2 * r + 1]));
+  }
+  means[0] = static_cast<acc_t>(a / static_cast<double>(rows));
+  means[1] = static_cast<acc_t>(b / static_cast<double>(rows));
 }
 
 template <typename acc_t>
 struct CorrectorCoefs {
   const acc_t* alpha_t;  // (rows,) or null
   acc_t alpha, snr;
-  const acc_t* sums;     // (rows, 2): ||xi_r||^2, ||s_r||^2
+  const acc_t* means;    // (2,): mean_r ||xi_r||, mean_r ||s_r|| (corrector_means)
   GMK_HD_INLINE Coef3<acc_t> row(int64_t r) const {
-    return corrector_coefs(alpha_t ? alpha_t[r] : alpha, snr, sums[2 * r], sums[2 * r + 1]);
+    return corrector_coefs(alpha_t ? alpha_t[r] : alpha, snr, means[0], means[1]);
   }
 };
 
@@ -230,7 +250,7 @@ struct CoefArgs {
   int kind, predictor;
   bool pf;
   double p0, p1, dt;
-  // kCorrector: per-row alpha (or null), alpha, snr and the (rows, 2) squared norms.
+  // kCorrector: per-row alpha (or null), alpha, snr and the (2,) batch means of the row norms.
   const void* alpha_t;
   double alpha, snr;
   const void* sums;
@@ -275,10 +295,12 @@ struct AffineBackwardArgs {
 LaunchStatus launch_affine_backward(const AffineBackwardArgs& args, void* stream);
 
 // First pass of the corrector: sums[2r] += ||xi_r||^2, sums[2r+1] += ||s_r||^2 (compute dtype,
-// zero-filled).
+// zero-filled), then, on the same stream, means[0] = mean_r ||xi_r||, means[1] = mean_r ||s_r||
+// (compute dtype, (2,); a one-block reduction kernel, no host synchronisation).
 struct RowNormsArgs {
   const void* s;
   void* sums;
+  void* means;
   int64_t rows, M;
   PhiloxStream st;
   DType dtype;

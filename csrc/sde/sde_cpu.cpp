@@ -180,7 +180,7 @@ void with_coefs(const AffinePrep& p, const at::Tensor& sums, const F& f) {
     case cuda::CoefSource::kCorrector: {
       const CorrectorCoefs<acc_t> c{ptr(p.alpha_t), static_cast<acc_t>(p.alpha),
                                     static_cast<acc_t>(p.snr), ptr(sums)};
-      f(c, true);
+      f(c, c.alpha_t != nullptr);  // one step size for the batch unless alpha is per row
       return;
     }
   }
@@ -358,7 +358,7 @@ void corrector_norms_cpu(const scalar_t* s, acc_t* sums, int64_t rows, int64_t M
   }
 }
 
-// y = the forward of p (sums: the corrector's norms, else undefined).
+// y = the forward of p (sums: the corrector's (2,) batch means, else undefined).
 void affine_cpu_run(const AffinePrep& p, at::Tensor& y, const at::Tensor& sums) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "gmkernels", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -409,11 +409,13 @@ struct SdeCpu {
                               at::Tensor& se, at::Tensor& sn, at::Tensor& gn) {
     affine_bwd_cpu_run(p, x, e, gx, ge, sx, se, sn, gn);
   }
-  static void corrector_norms(const char*, const AffinePrep& p, at::Tensor& sums) {
+  static void corrector_norms(const char*, const AffinePrep& p, at::Tensor& sums,
+                              at::Tensor& means) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "gmkernels", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       corrector_norms_cpu<scalar_t, acc_t>(p.e.data_ptr<scalar_t>(), sums.data_ptr<acc_t>(),
                                            p.view.rows, p.view.M, p.st);
+      corrector_means<acc_t>(sums.data_ptr<acc_t>(), p.view.rows, means.data_ptr<acc_t>());
     });
   }
 };

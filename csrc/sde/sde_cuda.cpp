@@ -60,7 +60,7 @@ struct SdeCuda {
     cuda::check_launch(op, cuda::launch_langevin_backward(args, cuda::current_stream()));
   }
 
-  // y = the forward of p (sums: the corrector's (rows, 2) norms, else undefined).
+  // y = the forward of p (sums: the corrector's (2,) batch means, else undefined).
   static void affine(const char* op, const AffinePrep& p, at::Tensor& y, const at::Tensor& sums) {
     cuda::AffineArgs args{};
     args.x = p.x.data_ptr();
@@ -101,11 +101,14 @@ struct SdeCuda {
     cuda::check_launch(op, cuda::launch_affine_backward(args, cuda::current_stream()));
   }
 
-  // Pass 1 of the corrector: each warp adds its partial norms into the zeroed sums.
-  static void corrector_norms(const char* op, const AffinePrep& p, at::Tensor& sums) {
+  // Pass 1 of the corrector: each warp adds its partial norms into the zeroed sums; then one
+  // block reduces them to the batch means (on the stream: no host synchronisation).
+  static void corrector_norms(const char* op, const AffinePrep& p, at::Tensor& sums,
+                              at::Tensor& means) {
     cuda::RowNormsArgs nargs{};
     nargs.s = p.e.data_ptr();
     nargs.sums = sums.data_ptr();
+    nargs.means = means.data_ptr();
     nargs.rows = p.view.rows;
     nargs.M = p.view.M;
     nargs.st = p.st;

@@ -7,7 +7,7 @@
 //                             CUDA kernels add partial sums with atomics);
 //   langevin(op, p, y), langevin_backward(op, p, gx, gg, ga, gc, need_a, need_c),
 //   affine(op, p, y, sums), affine_backward(op, p, x, e, gx, ge, sx, se, sn, gn),
-//   corrector_norms(op, p, sums).
+//   corrector_norms(op, p, sums, means) (pass 1 of the corrector and its batch means).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -287,11 +287,15 @@ at::Tensor langevin_corrector_step(const at::Tensor& x, const at::Tensor& score,
   const typename Dev::Guard guard(x.device());
   const AffinePrep p =
       corrector_prepare(op, x, score, alpha_t, alpha, snr, seed, offset, sample_offset);
-  // (rows, 2): ||xi_r||^2 and ||score_r||^2, zero-filled (the CUDA pass adds with atomics).
-  at::Tensor sums = at::zeros({p.view.rows, 2}, p.x.options().dtype(p.acc));
-  Dev::corrector_norms(op, p, sums);
   at::Tensor y = at::empty_like(p.x, at::MemoryFormat::Contiguous);
-  Dev::affine(op, p, y, sums);
+  if (p.view.rows == 0 || p.view.M == 0) return y;
+  // One buffer: (rows, 2) ||xi_r||^2 and ||score_r||^2, zero-filled (the CUDA pass adds with
+  // atomics), then the (2,) batch means of the row norms that the update reads.
+  at::Tensor buf = at::zeros({2 * p.view.rows + 2}, p.x.options().dtype(p.acc));
+  at::Tensor sums = buf.narrow(0, 0, 2 * p.view.rows);
+  at::Tensor means = buf.narrow(0, 2 * p.view.rows, 2);
+  Dev::corrector_norms(op, p, sums, means);
+  Dev::affine(op, p, y, means);
   return y;
 }
 

@@ -78,6 +78,20 @@ static void test_draws() {
   EXPECT(gmk::rademacher_from_word<float>(0x80000000u) == -1.0f, "rademacher(-)");
   EXPECT(gmk::bernoulli_from_word(0x00000000u, 0.5f) == 1.0f, "bernoulli(0 < p)");
   EXPECT(gmk::bernoulli_from_word(0xffffffffu, 0.5f) == 0.0f, "bernoulli(~1 >= p)");
+  EXPECT(gmk::bernoulli_from_word(0xffffffffu, 1.0f) == 1.0f, "bernoulli(p = 1)");
+  EXPECT(gmk::bernoulli_from_word(0x00000000u, 0.0f) == 0.0f, "bernoulli(p = 0)");
+  // no valid draw: NaN for a p that is NaN or outside [0, 1]
+  EXPECT(std::isnan(gmk::bernoulli_from_word(0u, NAN)), "bernoulli(p = NaN)");
+  EXPECT(std::isnan(gmk::bernoulli_from_word(0u, 1.5f)), "bernoulli(p = 1.5)");
+  EXPECT(std::isnan(gmk::bernoulli_from_word(0u, -0.5)), "bernoulli(p = -0.5, double)");
+  EXPECT(std::isnan(gmk::bernoulli_from_word(0u, INFINITY)), "bernoulli(p = inf)");
+  // uniforms stored in float16 / bfloat16 clamp to 1 - 2^-digits; float32 is unchanged
+  EXPECT(gmk::uniform_top(11) == 1.0f - 1.0f / 2048, "uniform_top(float16)");
+  EXPECT(gmk::uniform_top(8) == 1.0f - 1.0f / 256, "uniform_top(bfloat16)");
+  EXPECT(gmk::uniform_top(24) == gmk::uniform_from_word<float>(0xffffffffu), "uniform_top(float32)");
+  EXPECT(gmk::uniforms4_below<float>(gmk::u32x4{0xffffffffu, 0u, 0u, 0u}, gmk::uniform_top(11)).v0 ==
+             1.0f - 1.0f / 2048,
+         "uniforms4_below clamps");
   // Float and double normals of the same words agree to float rounding.
   const gmk::PhiloxStream s = gmk::make_stream(1234, 7, 0);
   double worst = 0;

@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(any match)")
     p.add_argument("--family", action="append", default=[], metavar="NAME",
                    help="run only the cases of this op family: one of "
-                        "random, sde, planar, coupling, rbm, bm; repeatable (any match)")
+                        "random, sde, planar, coupling, rbm, bm, trace; repeatable (any match)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch.set_num_threads(N) first (default: torch.get_num_threads(), "
                         "recorded per row)")

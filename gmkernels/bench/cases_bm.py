@@ -120,3 +120,65 @@ _bm(1024, 256, 10, {"quick", "full"}, "target case, 10 sweeps per call (2.6e6 si
 _bm(1024, 1024, 1, {"full"}, "D = 1024, 1 sweep per call (1.0e6 site updates)",
     providers={"eager": _eager, "gmkernels": _gmkernels})
 _bm(256, 64, 10, {"full"}, "small machine, 10 sweeps: per-call overhead visible")
+
+
+# --------------------------------------------------------------------------------------------
+# BoltzmannMachine.fit end to end (issue 10): the binarised 8x8 digits of scikit-learn as ±1
+# spins (1797 x 64), 100 persistent chains, 1 sweep per batch, batches of 100, 5 epochs, lr
+# 0.05, momentum 0.5. One timed call = one whole fit from a fresh model. eager = the same
+# algorithm as a user writes it in plain PyTorch (the reference loop over sweeps and sites for
+# the chains, then the moment updates; ~20 tensor ops per batch plus D per sweep).
+BM_FIT = dict(n_chains=100, n_sweeps=1, batch_size=100, epochs=5, lr=0.05, momentum=0.5)
+
+
+def _digit_spins(case: Case, device: torch.device) -> dict:
+    from .cases_rbm import _digits
+    return {"data": _digits(case, device)["data"] * 2 - 1}
+
+
+def bm_fit_eager(data, n_chains, n_sweeps, batch_size, epochs, lr, momentum):
+    N, D = data.shape
+    g = torch.Generator().manual_seed(0)
+    W, b = data.new_zeros(D, D), data.new_zeros(D)
+    vW, vb = torch.zeros_like(W), torch.zeros_like(b)
+    chains = data[torch.randint(0, N, (n_chains,), generator=g)].clone()
+    sweep = 0
+    for _ in range(epochs):
+        perm = torch.randperm(N, generator=g)
+        for s in range(0, N, batch_size):
+            y = data[perm[s:s + batch_size]]
+            chains = _ref.bm_gibbs(chains, W, b, n_sweeps, seed=1, offset=sweep)
+            sweep += n_sweeps
+            gW = y.T @ y / y.shape[0] - chains.T @ chains / n_chains
+            gW.fill_diagonal_(0)
+            vW.mul_(momentum).add_(gW)
+            vb.mul_(momentum).add_(y.mean(0) - chains.mean(0))
+            W += lr * vW
+            b += lr * vb
+            W.copy_((W + W.T) / 2)
+    return W
+
+
+def _bm_fit_eager(inp):
+    data = inp["data"]
+    return lambda: bm_fit_eager(data, **BM_FIT)
+
+
+def _bm_fit_gmkernels(inp):
+    from ..boltzmann import BoltzmannMachine
+    data = inp["data"]
+    require_fused("bm_fit_epoch_", data.device)
+    kw = {k: v for k, v in BM_FIT.items()}
+
+    def run():
+        bm = BoltzmannMachine(data.shape[1], dtype=data.dtype, device=data.device)
+        return bm.fit(data, seed=0, **kw)
+    return run
+
+
+register(Case(family="bm", op="BoltzmannMachine.fit", shape=(1797, 64), dtype=torch.float32,
+              setup=_digit_spins, providers={"eager": _bm_fit_eager, "gmkernels": _bm_fit_gmkernels},
+              suites=frozenset({"quick", "full"}),
+              note="a whole fit on the binarised digits as ±1 spins: (N, D), 100 persistent "
+                   "chains, 1 sweep per batch of 100, 5 epochs; gmkernels = BoltzmannMachine.fit "
+                   "(one fused op call per epoch)"))

@@ -16,7 +16,8 @@ and a whole score-SDE sampling loop.
 
    * ``euler_maruyama_step``: ``x + f dt + g sqrt|dt| xi`` with a float diffusion g;
    * ``reverse_sde_step`` VP Euler–Maruyama at t = 0.5 and VE reverse-diffusion at t = 0.5;
-   * ``langevin_corrector_step`` (snr 0.16, per-row step size from the row norms);
+   * ``langevin_corrector_step`` (snr 0.16, one step size from the batch means of the row
+     norms, as Song et al.'s released code);
    * ``ddpm_step`` (linear schedule, T = 1000, t = 500).
 
    Providers: ``eager`` (the same step written by hand in plain PyTorch, coefficients
@@ -194,11 +195,12 @@ def ve_rd_eager(x, s, g2):
 
 
 def corrector_eager(x, s, snr, alpha):
+    # score_sde_pytorch's LangevinCorrector: one step size from the batch means of the norms
     xi = torch.randn_like(x)
     B = x.shape[0]
-    nx = xi.reshape(B, -1).norm(dim=1)
-    ns = s.reshape(B, -1).norm(dim=1)
-    eps = (2 * alpha * (snr * nx / ns) ** 2).reshape((B,) + (1,) * (x.dim() - 1))
+    nx = xi.reshape(B, -1).norm(dim=1).mean()
+    ns = s.reshape(B, -1).norm(dim=1).mean()
+    eps = 2 * alpha * (snr * nx / ns) ** 2
     return x + eps * s + torch.sqrt(2 * eps) * xi
 
 
@@ -232,7 +234,7 @@ STEPS = {
     "langevin_corrector_step": (
         corrector_eager, (SNR, 1.0),
         lambda x, s, k: langevin_corrector_step(x, s, SNR, alpha=1.0, seed=SEED, offset=k),
-        "langevin_corrector_step", "snr 0.16, alpha 1, per-row step size (row norms)"),
+        "langevin_corrector_step", "snr 0.16, alpha 1, one step size from the batch-mean norms"),
     "ddpm_step": (
         ddpm_eager, (_A, _ABAR, _SIGMA),
         lambda x, s, k: ddpm_step(x, s, DDPM_T, SCHED, seed=SEED, offset=k),

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 # Column order of every table and plot. A case defines the subset that makes sense for it.
-PROVIDERS = ("eager", "compile", "gmkernels", "gmkernels_inplace", "floor")
+PROVIDERS = ("eager", "compile", "gmkernels", "gmkernels_inplace", "peer", "floor")
 
 # One line per provider for the printed header and results.md.
 PROVIDER_NOTES = {
@@ -52,17 +52,19 @@ PROVIDER_NOTES = {
                "before timing)",
     "gmkernels": "the fused gmkernels op, out of place (Philox noise, docs/spec.md §0)",
     "gmkernels_inplace": "the in-place gmkernels op (e.g. langevin_step_)",
+    "peer": "another library's own implementation of the same job, through its public API (the "
+            "case's note names it, e.g. scikit-learn's BernoulliRBM)",
     "floor": "memory-traffic floor: torch.add(a, b, out=c) for a step (reads 2, writes 1), "
              "out.fill_() for a fill (writes 1), same number of elements",
 }
 
 # Which random stream each provider's noise comes from (recorded per row; None: no noise).
 PROVIDER_RNG = {"eager": "torch", "compile": "torch", "gmkernels": "philox",
-                "gmkernels_inplace": "philox", "floor": None}
+                "gmkernels_inplace": "philox", "peer": "peer", "floor": None}
 
 # The op groups, named as in csrc/, gmkernels/ops/ and python_tests/: a case's family, and
 # its module gmkernels/bench/cases_<family>.py (one file per family).
-FAMILIES = ("sde", "random", "planar", "coupling", "rbm", "bm")
+FAMILIES = ("sde", "random", "planar", "coupling", "rbm", "bm", "trace")
 
 # Modules that register cases; imported lazily by all_cases() so `--help` stays fast.
 CASE_MODULES = tuple(f"gmkernels.bench.cases_{f}" for f in FAMILIES)
@@ -84,7 +86,7 @@ class Case:
 
     Attributes:
         family: op family, one of :data:`FAMILIES` (``"sde"``, ``"random"``, ``"planar"``,
-            ``"coupling"``, ``"rbm"``, ``"bm"``).
+            ``"coupling"``, ``"rbm"``, ``"bm"``, ``"trace"``).
         op: the op measured (``"langevin_step"``, ``"normal"``, ...).
         shape: shape of the main tensor.
         dtype: its dtype.

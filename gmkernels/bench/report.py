@@ -20,6 +20,7 @@ __all__ = ["load_line", "text_tables", "markdown", "write_json", "write_png", "R
 RATIOS = (
     ("eager/gmk", "eager", "gmkernels"),
     ("compile/gmk", "compile", "gmkernels"),
+    ("peer/gmk", "peer", "gmkernels"),
     ("gmk/floor", "gmkernels", "floor"),
 )
 
@@ -131,8 +132,8 @@ def text_tables(records: Sequence[dict], notes: dict[tuple[str, str], list[str]]
         widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
         line = lambda cells: "  ".join(  # noqa: E731
             c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-        out.append(f"{family} / {op}  (median ms per call; ratios > 1 on eager/gmk and "
-                   "compile/gmk mean gmkernels is faster)")
+        out.append(f"{family} / {op}  (median ms per call; ratios > 1 on eager/gmk, "
+                   "compile/gmk and peer/gmk mean gmkernels is faster)")
         out.append(line(header))
         out.append("  ".join("-" * w for w in widths))
         out += [line(r) for r in body]
@@ -197,7 +198,7 @@ def write_json(path: str, records: Sequence[dict], meta: dict) -> None:
 
 # A fixed colour per provider, so that every figure reads the same way.
 _COLOURS = {"eager": "#d62728", "compile": "#ff7f0e", "gmkernels": "#1f77b4",
-            "gmkernels_inplace": "#17becf", "floor": "#7f7f7f"}
+            "gmkernels_inplace": "#17becf", "peer": "#2ca02c", "floor": "#7f7f7f"}
 
 
 def write_png(path: str, records: Sequence[dict], meta: dict) -> None:

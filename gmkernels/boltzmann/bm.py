@@ -17,6 +17,7 @@ from .. import _checks
 from .._checks import U32, U64, as_int64_bits, resolve_seed
 from .._enums import ORDERS
 from .._progress import progress_bar
+from ..ops import bm as _ops_bm
 from ..ops.bm import bm_energy, bm_exact, bm_gibbs, check_couplings  # noqa: F401
 
 __all__ = ["BoltzmannMachine"]
@@ -113,8 +114,8 @@ class BoltzmannMachine(nn.Module):
         gives the same samples.
 
         ``init`` must have exactly ``n`` rows (``n < 2^32``, the rows of the stream), ``beta``
-        is a float or a per-chain (n,) tensor >= 0, and the sweeps use stream positions
-        ``offset .. offset + n_sweeps - 1``, which must fit below 2^64.
+        is a float or a per-chain (n,) tensor >= 0, and the sweeps (``n_sweeps < 2^32``) use
+        stream positions ``offset .. offset + n_sweeps - 1``, which must fit below 2^64.
 
         >>> bm = gmkernels.boltzmann.BoltzmannMachine(3)
         >>> with torch.no_grad():
@@ -125,7 +126,7 @@ class BoltzmannMachine(nn.Module):
         """
         op = "BoltzmannMachine.sample"
         n = _checks.integer(op, "n", n, 0, U32)
-        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0, 1 << 63)
+        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 0, U32)  # gmkernels.bm_gibbs's limit
         _checks.choice(op, "order", order, ORDERS)
         _checks.generator(op, "generator", generator)
         if init is not None:
@@ -215,7 +216,7 @@ class BoltzmannMachine(nn.Module):
         _checks.boolean(op, "lr_decay", lr_decay)
         epochs = _checks.integer(op, "epochs", epochs, 1)
         n_chains = _checks.integer(op, "n_chains", n_chains, 1, U32)
-        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 1, 1 << 63)
+        n_sweeps = _checks.integer(op, "n_sweeps", n_sweeps, 1, U32)  # gmkernels.bm_gibbs's limit
         lr = _checks.real(op, "lr", lr, 0.0, lo_open=True)
         weight_decay = _checks.real(op, "weight_decay", weight_decay, 0.0)
         momentum = _checks.real(op, "momentum", momentum, 0.0, 1.0, hi_open=True)
@@ -243,31 +244,20 @@ class BoltzmannMachine(nn.Module):
             idx = torch.randint(0, N, (n_chains,), generator=gen)
             self.chains = data[idx.to(data.device)].clone()  # start the chains at data points
         tau = max(1.0, epochs * steps_per_epoch / 10)
-        vW = torch.zeros_like(self.W)
-        vb = torch.zeros_like(self.b)
+        vel = [torch.zeros_like(self.W), torch.zeros_like(self.b)]
+        if not self.chains.is_contiguous():
+            self.chains = self.chains.contiguous()
         history = []
         t = 0
         for _ in progress_bar(range(epochs), progress, "BoltzmannMachine.fit", leave=True):
             perm = torch.randperm(N, generator=gen).to(data.device) if bs < N else None
-            worst = 0.0
-            for k in range(steps_per_epoch):
-                batch = data if perm is None else data[perm[k * bs:(k + 1) * bs]]
-                self.chains = bm_gibbs(self.chains, self.W, self.b, n_sweeps, order=order,
-                                       seed=seed_u, offset=offset)
-                offset += n_sweeps
-                self.stream[1] = as_int64_bits(offset % U64)
-                c_data = batch.T @ batch / batch.shape[0]
-                c_model = self.chains.T @ self.chains / n_chains
-                gW = c_data - c_model - weight_decay * self.W
-                gW.fill_diagonal_(0)
-                gb = batch.mean(0) - self.chains.mean(0)
-                step = lr / (1 + t / tau) if lr_decay else lr
-                vW.mul_(momentum).add_(gW)
-                vb.mul_(momentum).add_(gb)
-                self.W.add_(step * vW)
-                self.b.add_(step * vb)
-                self._symmetrize_()
-                worst = max(worst, float((c_data - c_model).abs().max()))
-                t += 1
-            history.append(worst)
+            with torch.no_grad():
+                # the epoch's batches in one op call (C++ loop, no host sync per batch)
+                worst = _ops_bm._fit_epoch(self.W, self.b, vel, self.chains, data, perm, bs,
+                                           n_sweeps, order, lr, momentum, weight_decay,
+                                           lr_decay, tau, t, seed_u, offset)
+            offset += n_sweeps * steps_per_epoch
+            self.stream[1] = as_int64_bits(offset % U64)
+            t += steps_per_epoch
+            history.append(float(worst.max()))
         return history

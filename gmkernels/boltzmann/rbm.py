@@ -146,7 +146,8 @@ class RBM(nn.Module):
 
         ``init`` must have exactly ``n`` rows (one chain per sample), ``n < 2^32`` (the rows of
         the stream); ``beta`` is a float or a per-chain (n,) tensor; the chains draw at stream
-        positions ``1 .. 2k`` of ``seed``, so ``k < 2^63``.
+        positions ``1 .. 2k`` of ``seed``, and ``k < 2^32`` (:func:`gmkernels.rbm_gibbs`'s
+        limit: a larger count is refused, not run for hours).
 
         >>> rbm = gmkernels.boltzmann.RBM(4, 3)
         >>> with torch.no_grad():
@@ -157,7 +158,7 @@ class RBM(nn.Module):
         """
         op = "RBM.sample"
         n = _checks.integer(op, "n", n, 0, U32)
-        k = _checks.integer(op, "k", k, 0, 1 << 63)  # offsets 1 .. 2k
+        k = _checks.integer(op, "k", k, 0, U32)  # offsets 1 .. 2k (gmkernels.rbm_gibbs's limit)
         _checks.boolean(op, "return_probs", return_probs)
         _checks.generator(op, "generator", generator)
         if init is not None:
@@ -195,7 +196,7 @@ class RBM(nn.Module):
             data: (N, n_visible), N >= 1, W's dtype and device, values in [0, 1]: binary data,
                 or probabilities (the gradient estimates take v as the data's expectation;
                 Hinton 2010, §3.2). Anything else (2, -1, NaN) is refused.
-            epochs, k (>= 1), batch_size (>= 1), n_chains (>= 1, < 2^32): ints.
+            epochs, k (>= 1, < 2^32), batch_size (>= 1), n_chains (>= 1, < 2^32): ints.
             lr: finite, > 0. weight_decay: finite, >= 0. momentum: in [0, 1).
             seed: None or an int in [0, 2^64); every update takes 2k stream positions, and
                 they must fit: ``offset + 2 k · batches · epochs <= 2^64``.
@@ -215,7 +216,7 @@ class RBM(nn.Module):
         """
         op = "RBM.fit"
         self._check_v(op, "data", data)
-        k = _checks.integer(op, "k", k, 1)
+        k = _checks.integer(op, "k", k, 1, U32)  # gmkernels.rbm_gibbs's limit
         batch_size = _checks.integer(op, "batch_size", batch_size, 1)
         epochs = _checks.integer(op, "epochs", epochs, 0)
         lr = _checks.real(op, "lr", lr, 0.0, lo_open=True)
@@ -251,33 +252,20 @@ class RBM(nn.Module):
                 idx = torch.randint(0, N, (nc,), generator=perm_gen)
                 self.chains = data[idx.to(data.device)].clone()
         vel = [torch.zeros_like(p) for p in (W, b, c)]
+        if persistent and not self.chains.is_contiguous():
+            self.chains = self.chains.contiguous()
+        chains = self.chains if persistent else W.new_empty((0, self.n_visible))
+        nb = (N + batch_size - 1) // batch_size
         history = []
         for _ in progress_bar(range(epochs), progress, "RBM.fit", leave=True):
             perm = torch.randperm(N, generator=perm_gen).to(data.device)
-            err, nb = 0.0, 0
             with torch.no_grad():
-                for s in range(0, N, batch_size):
-                    v = data[perm[s:s + batch_size]]
-                    ph = torch.sigmoid(v @ W + c)
-                    start = self.chains if persistent else v
-                    vk, _, pvk, _ = _ops.rbm_gibbs(start, W, b, c, k, seed=seed, offset=offset)
-                    offset += 2 * k
-                    self.stream[1] = as_int64_bits(offset % U64)
-                    if persistent:
-                        self.chains = vk
-                    else:
-                        err += float(((v - pvk) ** 2).mean())
-                    phk = torch.sigmoid(vk @ W + c)
-                    gW = v.t() @ ph / v.shape[0] - vk.t() @ phk / vk.shape[0] - weight_decay * W
-                    gb = v.mean(0) - vk.mean(0)
-                    gc = ph.mean(0) - phk.mean(0)
-                    for p, g, vl in zip((W, b, c), (gW, gb, gc), vel):
-                        vl.mul_(momentum).add_(g, alpha=lr)
-                        p.add_(vl)
-                    if persistent:  # reconstruction error of a one-step reconstruction
-                        err += float(((v - torch.sigmoid(ph @ W.t() + b)) ** 2).mean())
-                    nb += 1
-            history.append(err / max(nb, 1))
+                # the epoch's batches in one op call (C++ loop, no host sync per batch)
+                err = _ops._fit_epoch(W, b, c, vel, chains, data, perm, batch_size, k,
+                                      persistent, lr, momentum, weight_decay, seed, offset)
+            offset += 2 * k * nb
+            self.stream[1] = as_int64_bits(offset % U64)
+            history.append(float(err) / nb)
         return history
 
     # ------------------------------------------------------------------ likelihoods
@@ -296,7 +284,7 @@ class RBM(nn.Module):
         op = "RBM.log_partition"
         _checks.choice(op, "method", method, ("ais", "exact"))
         n_chains = _checks.integer(op, "n_chains", n_chains, 2, U32)
-        n_betas = _checks.integer(op, "n_betas", n_betas, 3)
+        n_betas = _checks.integer(op, "n_betas", n_betas, 3, U32)  # gmkernels.rbm_ais's limit
         _checks.generator(op, "generator", generator)
         if seed is not None:
             _checks.check_stream_args(op, seed, 0, 0, n_chains)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .. import _backend, _checks
-from .._checks import U64, as_int64_bits
+from .._checks import as_int64_bits
 from .._enums import ORDERS
 from ..reference import bm as _ref
 from ..reference.bm import BMExact, MAX_EXACT_D
@@ -89,7 +89,9 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
         W: (D, D) couplings, exactly symmetric (``W == W.T``) with a zero diagonal; y's dtype
             and device.
         b: (D,) biases.
-        n_sweeps: number of sweeps, >= 0.
+        n_sweeps: number of sweeps, in [0, 2^32); the call uses the stream positions
+            ``offset .. offset + n_sweeps - 1``, which must end below 2^64: a count or an
+            offset past that is refused (``ValueError``), never wrapped.
         beta: inverse temperature 1/T >= 0: a float, or a per-chain (B,) tensor (tempering).
         order: ``"sequential"`` or ``"random"``.
         seed: uint64 Philox key; None draws one from ``generator`` / the default generator.
@@ -133,8 +135,8 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
     if beta_t is not None:
         beta_t, beta_f = beta_t.detach().to(y.dtype), 1.0
     seed, offset, sample_offset = _checks.stream(op, B, seed, offset, sample_offset, generator)
-    if offset + n_sweeps > U64:
-        raise ValueError(f"{op}: offset + n_sweeps must be <= 2^64, got {offset} + {n_sweeps}")
+    # sweep s uses offset + s
+    _checks.stream_span(op, "n_sweeps", n_sweeps, offset, n_sweeps)
     y, W, b = y.detach(), W.detach(), b.detach()
     if backend == "native":
         return _backend.call_op(torch.ops.gmkernels.bm_gibbs, (), y, W, b, n_sweeps, beta_t,
@@ -145,6 +147,41 @@ def bm_gibbs(y: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_sweeps: int, *
         from ..triton import bm as _tri
         return _tri.bm_gibbs(y, W, b, n_sweeps, beta_arg, order, seed, offset, sample_offset)
     return _ref.bm_gibbs(y, W, b, n_sweeps, beta_arg, order, seed, offset, sample_offset)
+
+
+def _fit_epoch(W, b, vel, chains, data, perm, batch_size: int, n_sweeps: int, order: str,
+               lr: float, momentum: float, weight_decay: float, lr_decay: bool, tau: float,
+               t0: int, seed: int, offset: int):
+    """One epoch of BoltzmannMachine.fit's updates of W, b (and the momenta ``vel`` = (vel_W,
+    vel_b)) and the persistent ``chains``, in place, in one op call
+    (``torch.ops.gmkernels.bm_fit_epoch_``: the batch loop, the sweeps and the moment GEMMs in
+    C++, with no host synchronization). Batch i is ``data[perm[i bs:(i+1) bs]]`` (all of data
+    when ``perm`` is None); its sweeps run at stream position ``offset + n_sweeps i``.
+    Returns max |<y yᵀ>_batch - <y yᵀ>_chains| of each batch, (n_batches,). The Triton and
+    reference backends run the same loop in Python (:func:`gmkernels.reference.bm.bm_fit_epoch_`).
+    Not a public function: BoltzmannMachine.fit checks the arguments."""
+    backend = _backend.choose_backend("bm_fit_epoch_", W.device)
+    if backend == "native":
+        return torch.ops.gmkernels.bm_fit_epoch_(
+            W, b, *vel, chains, data, perm, batch_size, n_sweeps, ORDERS[order], lr, momentum,
+            weight_decay, lr_decay, tau, t0, as_int64_bits(seed), as_int64_bits(offset))
+    gibbs = _ref.bm_gibbs
+    if backend == "triton":
+        from ..triton import bm as _tri
+        gibbs = _tri.bm_gibbs
+    return _ref.bm_fit_epoch_(W, b, *vel, chains, data, perm, batch_size, n_sweeps, order, lr,
+                              momentum, weight_decay, lr_decay, tau, t0, seed, offset,
+                              gibbs=gibbs)
+
+
+if _backend.op_exists("bm_fit_epoch_"):
+
+    @torch.library.register_fake("gmkernels::bm_fit_epoch_")
+    def _bm_fit_epoch_fake(W, b, vel_W, vel_b, chains, data, perm, batch_size, n_sweeps, order,
+                           lr, momentum, weight_decay, lr_decay, tau, t0, seed, offset):
+        n = data.shape[0]
+        bs = min(batch_size, n)
+        return W.new_empty(((n + bs - 1) // bs,))
 
 
 if _backend.op_exists("bm_gibbs"):

@@ -65,6 +65,12 @@ def planar_flow(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.
     Returns:
         ``(z_K, logdet)``: (B, D) and (B,), contiguous, z's dtype.
 
+    NaN: a NaN in row r of z gives NaN in every element of ``z_K[r]`` and in ``logdet[r]``,
+    the other rows unchanged, on every backend (the kernels propagate a NaN pre-activation
+    through tanh, the update and the log-det). A NaN in a shared parameter (u_hat, w or b) is
+    NaN in every row; in a per-sample one, in its row. No error: the op reads no values, so
+    it costs no device sync. (An inf may give a finite limit, tanh(±inf) = ±1.)
+
     Gradients: flow to every input; the backward is one fused op too
     (``torch.ops.gmkernels.planar_flow_backward``), which recomputes the forward per row
     instead of storing the K intermediate z's (memory O(B·D), not O(B·K·D)); shared-parameter
@@ -151,15 +157,25 @@ def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
         float32 (and lower precision), 1e-8 for float64; it binds only where
         ``softplus(w·u) < margin`` (``w·u < -6.9`` in float32), where m's slope is below margin.
 
+    Rounding: ``û·w > -1`` holds for the values returned in u's dtype, not only for the
+    exact û. float16 / bfloat16 are computed in float32 and rounded once; where the stored
+    dot (computed in float64) is at or below ``-1 + margin / 2`` (rounding moves it by up to
+    ``ulp · Σ|û_d w_d|``: past the margin in half types, and by ~1e23 for |u| ~ 1e30 in
+    float32), û is nudged along w (:func:`_nudge`, a constant for autograd).
+
     Args:
         u, w: (..., D) tensors of one dtype and device (e.g. (K, D) shared parameters or
-            (B, K, D) per-sample ones).
+            (B, K, D) per-sample ones); float16, bfloat16, float32 or float64.
+        eps: None or a finite float > 0 (the fade-out radius of ``||w||``).
+        margin: None or a finite float > 0; a negative, zero, NaN or infinite margin (which
+            would allow ``û·w <= -1``) raises ``ValueError``, a non-number ``TypeError``.
 
     Returns:
-        û, the shape of ``u``.
+        û, the shape and dtype of ``u``.
 
     Gradients: a composite of torch ops, so autograd differentiates it to any order (double
-    backward included).
+    backward included). For a subnormal w (the fade-out branch) the gradients are finite:
+    the branch is chosen from the values alone and the branch not taken gets safe inputs.
 
     >>> u, w = torch.randn(8, 2), torch.randn(8, 2)
     >>> u_hat = gmkernels.planar_u_hat(u, w)   # then gmkernels.planar_flow(z, u_hat, w, b)
@@ -172,24 +188,72 @@ def planar_u_hat(u: torch.Tensor, w: torch.Tensor, *, eps: float | None = None,
     if u.shape != w.shape:
         raise ValueError(f"{op}: u and w must have one shape, got {tuple(u.shape)} and {tuple(w.shape)}")
     _checks.like(op, "u", u, "w", w)
-    fi = torch.finfo(u.dtype)
-    if eps is None:
-        eps = fi.eps ** 2
+    dtype = u.dtype
+    # float16 / bfloat16 are computed in float32 and rounded once at the end (then nudged)
+    cd = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    fi = torch.finfo(cd)
+    eps = fi.eps ** 2 if eps is None else _checks.real(op, "eps", eps, 0.0, lo_open=True)
     if margin is None:
-        margin = 1e-8 if u.dtype == torch.float64 else 1e-3
+        margin = 1e-8 if dtype == torch.float64 else 1e-3
+    else:
+        margin = _checks.real(op, "margin", margin, 0.0, lo_open=True)
+    uc, wc = u.to(cd), w.to(cd)
     # w = scale * ws with scale = max|w_d|, so ||ws||² is in [1, D]: ||w||² itself underflows
-    # for |w| < 1e-19 in float32 while the exact û is still finite there.
-    scale = w.abs().amax(-1, keepdim=True)
-    ws = w / torch.where(scale > 0, scale, torch.ones_like(scale))
+    # for |w| < 1e-19 in float32 while the exact û is still finite there. Which branch a row
+    # takes is read from the values alone (no graph), so that the branch not taken can get safe
+    # inputs: no 1/scale of a subnormal w in any backward (inf * 0 = NaN gradients).
+    with torch.no_grad():
+        scale0 = wc.abs().amax(-1, keepdim=True)
+        ws0 = wc / torch.where(scale0 > 0, scale0, torch.ones_like(scale0))
+        n2s0 = (ws0 * ws0).sum(-1, keepdim=True)
+        wu0 = (ws0 * uc).sum(-1, keepdim=True) * scale0
+        # Exact where ||w|| >= eps, and where w·u <= -1/2 (no overflow there: |w·u| >= 1/2
+        # bounds 1/scale by 2 sqrt(D) |u|). Elsewhere fade out: ||w||² -> eps², so
+        # û·w = w·u + (m - w·u) r with r = ||w||²/eps² in [0, 1) lies between w·u and m, both
+        # > -1, and û -> u as w -> 0.
+        exact = (scale0 * n2s0.sqrt() >= eps) | (wu0 <= -0.5)
+        use_scale = exact & (scale0 > 0)
+    scale = wc.abs().amax(-1, keepdim=True)
+    safe_scale = torch.where(use_scale, scale, torch.ones_like(scale))
+    ws = wc / safe_scale
     n2s = (ws * ws).sum(-1, keepdim=True)
-    wu = (ws * u).sum(-1, keepdim=True) * scale
+    wu = torch.where(exact, (ws * uc).sum(-1, keepdim=True) * safe_scale,
+                     (wc * uc).sum(-1, keepdim=True))
     m = torch.clamp_min(torch.nn.functional.softplus(wu) - 1, -1 + margin)
-    # Exact where ||w|| >= eps, and where w·u <= -1/2 (no overflow there: |w·u| >= 1/2 bounds
-    # 1/scale by 2 sqrt(D) |u|). Elsewhere fade out: ||w||² -> eps², so û·w = w·u + (m - w·u) r
-    # with r = ||w||²/eps² in [0, 1) lies between w·u and m, both > -1, and û -> u as w -> 0.
-    exact = (scale * n2s.sqrt() >= eps) | (wu <= -0.5)
-    # the branch not taken gets safe inputs, so its backward has no inf * 0
-    safe_scale = torch.where(exact & (scale > 0), scale, torch.ones_like(scale))
     corr_exact = (m - wu) * ws / (safe_scale * n2s.clamp_min(1))
-    corr_fade = (m - wu) * torch.where(exact, torch.zeros_like(w), w) / (eps * eps)
-    return u + torch.where(exact, corr_exact, corr_fade)
+    corr_fade = (m - wu) * torch.where(exact, torch.zeros_like(wc), wc) / (eps * eps)
+    out = (uc + torch.where(exact, corr_exact, corr_fade)).to(dtype)
+    return out + _nudge(out, wc, m.detach(), margin, exact)
+
+
+def _nudge(r: torch.Tensor, w: torch.Tensor, m: torch.Tensor, margin: float,
+           exact: torch.Tensor) -> torch.Tensor:
+    """A constant (no gradient) correction of the rounded û ``r`` so that ``r·w > -1`` holds
+    for the values stored in r's dtype, not only for the exact û, and also for the dot as a
+    kernel computes it (float32 for every dtype but float64, summed in any order).
+
+    Rounding each element moves û·w by up to ``E = ulp · Σ|û_d w_d|``, which passes -1 in
+    float16 / bfloat16 and for huge |u| (|u| ~ 1e30: E ~ 1e23 in float32); a kernel's sum of
+    the D products errs by up to ``G = D · eps_kernel · Σ|û_d w_d|``. Where the stored dot (in
+    float64, nearly exact) is at or below ``-1 + margin / 2 + G``, û moves along w by
+    ``(m - dot + 2E + 2G) / ||w||²`` (the deficit plus twice the rounding of the move itself
+    and of a kernel's sum), 3 times (a row already good gets a step of 0: no data-dependent
+    branch, so it traces and never syncs). For ordinary float32 / float64 inputs G and E are
+    ~1e-7 |û||w| and the correction is 0: the results are unchanged."""
+    with torch.no_grad():
+        w64 = w.to(torch.float64)
+        n2 = (w64 * w64).sum(-1, keepdim=True)
+        unit = torch.finfo(r.dtype).eps
+        kernel_eps = torch.finfo(torch.float64 if r.dtype == torch.float64 else torch.float32).eps
+        D = r.shape[-1]
+        fixed = r
+        for _ in range(3):
+            f64 = fixed.to(torch.float64)
+            dot = (f64 * w64).sum(-1, keepdim=True)
+            size = (f64 * w64).abs().sum(-1, keepdim=True)
+            slack = 2 * unit * size + 2 * D * kernel_eps * size
+            bad = (dot - slack / 2 <= -1 + margin / 2) & exact & (n2 > 0)  # no .any(): no sync
+            step = torch.where(bad, (m.to(torch.float64) - dot + slack) / torch.where(
+                bad, n2, torch.ones_like(n2)), torch.zeros_like(dot))
+            fixed = (f64 + step * w64).to(r.dtype)
+        return fixed - r

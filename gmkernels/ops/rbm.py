@@ -76,7 +76,10 @@ def rbm_gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tenso
         v0: (B, n_visible) initial visible states (any finite values; {0, 1} in practice).
         W: (n_visible, n_hidden); b: (n_visible,); c: (n_hidden,). float32 or float64, one dtype;
             finite (a NaN is refused on the CPU: it cannot show in a {0, 1} sample).
-        k: number of steps, >= 0.
+        k: number of steps, in [0, 2^32). The call uses the stream positions ``offset ..
+            offset + 2k - 1``, which must end at or below 2^64: a count or an offset past that
+            is refused (``ValueError``), never wrapped (a wrapped Philox counter repeats the
+            stream).
         beta: inverse temperature, a float or per-chain (B,) tensor (tempering, AIS).
         seed: uint64 Philox key; None draws one from ``generator`` / the default generator.
         offset: uint64 stream position; a sampler calling this repeatedly advances it by 2k.
@@ -112,6 +115,8 @@ def rbm_gibbs(v0: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tenso
     if beta_t is not None:
         beta_t, beta_f = beta_t.detach(), 1.0
     seed, offset, sample_offset = _checks.stream(op, rows, seed, offset, sample_offset, generator)
+    # positions offset .. offset + 2k - 1 (k = 0: offset, the hidden half-step)
+    _checks.stream_span(op, "k", k, offset, max(2 * k, 1), what="2k")
     v0, W, b, c = v0.detach(), W.detach(), b.detach(), c.detach()
     backend = _choose("rbm_gibbs", W.device)
     beta_arg = beta_f if beta_t is None else beta_t
@@ -134,6 +139,40 @@ if _backend.op_exists("rbm_gibbs"):
                 v0.new_empty((B, nh)),
                 torch.empty_like(v0, memory_format=torch.contiguous_format),
                 v0.new_empty((B, nh)))
+
+
+# --------------------------------------------------------------------------------------------
+# rbm_fit_epoch_ (RBM.fit's update loop; not a public function: RBM.fit checks its arguments)
+
+def _fit_epoch(W, b, c, vel, chains, data, perm, batch_size: int, k: int, persistent: bool,
+               lr: float, momentum: float, weight_decay: float, seed: int, offset: int):
+    """One epoch of CD-k / PCD-k updates of W, b, c (and the momenta ``vel`` = (vel_W, vel_b,
+    vel_c)) in place, in one op call (``torch.ops.gmkernels.rbm_fit_epoch_``: the loop over the
+    batches and the GEMMs run in C++, with no host synchronization). Batch i is
+    ``data[perm[i bs:(i+1) bs]]``; its Gibbs steps run at stream position ``offset + 2 k i``.
+    ``chains`` (n_chains, n_visible) is updated in place when ``persistent``. Returns the sum
+    over the batches of the mean squared reconstruction error (float64, 0-d, on W's device).
+    The Triton and reference backends run the same loop in Python over their Gibbs sampler
+    (:func:`gmkernels.reference.rbm.rbm_fit_epoch_`)."""
+    backend = _choose("rbm_fit_epoch_", W.device)
+    if backend == "native":
+        return torch.ops.gmkernels.rbm_fit_epoch_(
+            W, b, c, *vel, chains, data, perm, batch_size, k, persistent, lr, momentum,
+            weight_decay, as_int64_bits(seed), as_int64_bits(offset))
+    gibbs = _ref.rbm_gibbs
+    if backend == "triton":
+        from ..triton import rbm as _tri
+        gibbs = _tri.rbm_gibbs_fwd
+    return _ref.rbm_fit_epoch_(W, b, c, *vel, chains, data, perm, batch_size, k, persistent, lr,
+                               momentum, weight_decay, seed, offset, gibbs=gibbs)
+
+
+if _backend.op_exists("rbm_fit_epoch_"):
+
+    @torch.library.register_fake("gmkernels::rbm_fit_epoch_")
+    def _rbm_fit_epoch_fake(W, b, c, vel_W, vel_b, vel_c, chains, data, perm, batch_size, k,
+                            persistent, lr, momentum, weight_decay, seed, offset):
+        return W.new_empty((), dtype=torch.float64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,6 +333,9 @@ def rbm_ais(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, *, n_chains: int 
         n_chains: independent AIS runs (>= 2, < 2^32: the rows of the stream).
         betas: the schedule, a 1-D tensor from 0 to 1; None: :func:`default_betas(n_betas)`
             (S&M's schedule shape: 500 : 4000 : 10000 points on [0, .5], [.5, .9], [.9, 1]).
+            The K levels (``n_betas`` or ``len(betas)``, < 2^32) use the stream positions
+            ``offset .. offset + 2K - 2``, which must end below 2^64: a count or an offset past
+            that is refused (``ValueError``), never wrapped.
         base_visible_bias: (n_visible,) visible biases of the base model, or None.
 
     Returns:
@@ -310,8 +352,11 @@ def rbm_ais(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, *, n_chains: int 
     op = "gmkernels.rbm_ais"
     _check_params(op, W, b, c)
     n_chains = _checks.integer(op, "n_chains", n_chains, 2, _checks.U32)  # rows of the stream
+    n_betas_given = betas is None
     if betas is None:
         n_betas = _checks.integer(op, "n_betas", n_betas, 3)
+        if n_betas >= _checks.U32:  # before default_betas allocates them
+            raise ValueError(f"{op}: n_betas must be < 2^32, got {n_betas}")
         betas = default_betas(n_betas, device=W.device)
     else:
         betas = _check_betas(op, betas, W.device)
@@ -322,6 +367,10 @@ def rbm_ais(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, *, n_chains: int 
                              f"({W.shape[0]},), got {tuple(base_visible_bias.shape)}")
         base_visible_bias = base_visible_bias.detach().to(device=W.device, dtype=W.dtype)
     seed, offset, _ = _checks.stream(op, n_chains, seed, offset, 0, generator)
+    # positions offset .. offset + 2(K - 1), K = len(betas)
+    K = int(betas.shape[0])
+    _checks.stream_span(op, "n_betas" if n_betas_given else "len(betas)", K, offset, 2 * K - 1,
+                        what="2 n_betas - 1" if n_betas_given else "2 len(betas) - 1")
     W, b, c = W.detach(), b.detach(), c.detach()
     backend = _choose("rbm_ais", W.device)
     if backend == "native":

@@ -161,3 +161,47 @@ def bm_exact(W: torch.Tensor, b: torch.Tensor, beta: float = 1.0, chunk: int = 1
         second += (ys * p[:, None]).T @ ys
         mag += p @ (ys.sum(1).abs() / max(D, 1))
     return BMExact(log_z, probs, mean, second, probs @ energies, mag)
+
+
+def bm_fit_epoch_(W, b, vel_W, vel_b, chains, data, perm, batch_size, n_sweeps, order, lr,
+                  momentum, weight_decay, lr_decay, tau, t0, seed=0, offset=0, *,
+                  gibbs=bm_gibbs):
+    """One epoch of BoltzmannMachine.fit, in place, as the C++ op ``bm_fit_epoch_``
+    (csrc/boltzmann/bm_ops.h): batch ``i`` (``data[perm[i bs:(i+1) bs]]``, or all of data when
+    ``perm`` is None) advances the chains by ``n_sweeps`` sweeps at stream position
+    ``offset + n_sweeps i``, then updates W, b and their momenta. ``order`` is the name
+    ("sequential" / "random"); ``gibbs`` the sampler to use (this module's or the Triton
+    backend's). Returns max |<y yᵀ>_batch - <y yᵀ>_chains| of each batch, (n_batches,).
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> W, b = torch.zeros(3, 3), torch.zeros(3)
+    >>> vel = [torch.zeros_like(W), torch.zeros_like(b)]
+    >>> data = torch.tensor([[1., 1., 1.], [-1., -1., -1.]]).repeat(4, 1)
+    >>> chains = data[:4].clone()
+    >>> worst = gmkernels.reference.bm.bm_fit_epoch_(W, b, *vel, chains, data, None, 8, 1,
+    ...     "sequential", 0.1, 0.5, 0.0, False, 1.0, 0, seed=0)
+    >>> worst.shape, bool(torch.equal(W, W.T))
+    (torch.Size([1]), True)
+    """
+    N = data.shape[0]
+    bs = min(batch_size, N)
+    n_batches = (N + bs - 1) // bs
+    worst = W.new_empty(n_batches)
+    nc = chains.shape[0]
+    for i in range(n_batches):
+        s = i * bs
+        batch = data[s:s + bs] if perm is None else data[perm[s:s + bs]]
+        chains.copy_(gibbs(chains, W, b, n_sweeps, 1.0, order, seed, offset + n_sweeps * i, 0))
+        diff = batch.T @ batch / batch.shape[0] - chains.T @ chains / nc
+        worst[i] = diff.abs().max()
+        gW = diff - weight_decay * W
+        gW.fill_diagonal_(0)
+        gb = batch.mean(0) - chains.mean(0)
+        vel_W.mul_(momentum).add_(gW)
+        vel_b.mul_(momentum).add_(gb)
+        step = lr / (1 + (t0 + i) / tau) if lr_decay else lr
+        W.add_(step * vel_W)
+        b.add_(step * vel_b)
+        W.copy_((W + W.T) / 2)
+        W.fill_diagonal_(0)
+    return worst

@@ -13,8 +13,8 @@ import math
 
 import torch
 
-__all__ = ["philox4x32_10", "row_view", "uint32", "uniform", "normal", "bernoulli",
-           "rademacher"]
+__all__ = ["philox4x32_10", "row_view", "uint32", "uniform", "uniform_top", "normal",
+           "bernoulli", "rademacher"]
 
 MASK32 = 0xFFFFFFFF
 PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
@@ -104,16 +104,33 @@ def _uniform_of(words: torch.Tensor, dtype) -> torch.Tensor:
     return (words >> 8).to(dtype) * TWO_POW_M24
 
 
+def uniform_top(dtype: torch.dtype) -> float:
+    """The largest uniform a fill stores in ``dtype``: ``1 - 2^-digits`` for float16 (11
+    significand bits) and bfloat16 (8), where (w >> 8) 2^-24 close to 1 would round to 1.0;
+    ``1 - 2^-24`` (the largest uniform, so no clamp) for float32 and float64
+    (csrc/include/gmk/philox.h uniform_top).
+
+    >>> gmkernels.reference.random.uniform_top(torch.float16), gmkernels.reference.random.uniform_top(torch.bfloat16)
+    (0.99951171875, 0.99609375)
+    """
+    digits = {torch.float16: 11, torch.bfloat16: 8}.get(dtype, 24)
+    return 1.0 - 2.0 ** -digits
+
+
 def uniform(shape, seed: int, offset: int = 0, sample_offset: int = 0, *, dtype=torch.float32,
             device=None) -> torch.Tensor:
-    """Uniform in [0, 1): (w >> 8) * 2^-24.
+    """Uniform in [0, 1): (w >> 8) * 2^-24, in every dtype: in float16 / bfloat16 the values
+    that would round to 1.0 are stored as the largest value below 1 (:func:`uniform_top`).
 
     >>> torch.equal(gmkernels.reference.random.uniform((5, 7), seed=3),
     ...             gmkernels.random.uniform((5, 7), seed=3))
     True
     """
     w = _counter_words(shape, seed, offset, sample_offset, device)
-    return _per_element(_uniform_of(w, compute_dtype(dtype)), shape).to(dtype)
+    u = _uniform_of(w, compute_dtype(dtype))
+    if dtype in (torch.float16, torch.bfloat16):
+        u = torch.clamp_max(u, uniform_top(dtype))
+    return _per_element(u, shape).to(dtype)
 
 
 def _box_muller(wa: torch.Tensor, wb: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +159,9 @@ def normal(shape, seed: int, offset: int = 0, sample_offset: int = 0, *, dtype=t
 
 
 def bernoulli(p: torch.Tensor, seed: int, offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
-    """1 where the element's uniform u < p, else 0; shape and dtype of p.
+    """1 where the element's uniform u < p, else 0, and NaN where p is NaN or outside [0, 1]
+    (no valid draw: the wrapper :func:`gmkernels.random.bernoulli` refuses such p on the CPU,
+    and every kernel writes NaN there); shape and dtype of p.
 
     >>> p = torch.linspace(0, 1, 12).reshape(3, 4)
     >>> torch.equal(gmkernels.reference.random.bernoulli(p, seed=3),
@@ -150,7 +169,9 @@ def bernoulli(p: torch.Tensor, seed: int, offset: int = 0, sample_offset: int = 
     True
     """
     u = uniform(p.shape, seed, offset, sample_offset, dtype=compute_dtype(p.dtype), device=p.device)
-    return (u < p.to(u.dtype)).to(p.dtype)
+    pc = p.to(u.dtype)
+    draw = (u < pc).to(p.dtype)
+    return torch.where((pc >= 0) & (pc <= 1), draw, torch.full_like(draw, float("nan")))
 
 
 def rademacher(shape, seed: int, offset: int = 0, sample_offset: int = 0, *, dtype=torch.float32,

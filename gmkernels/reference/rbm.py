@@ -143,3 +143,45 @@ def rbm_ais(W, b, c, betas, n_chains, base_visible_bias=None, seed=0, offset=0, 
     log_z = torch.log(w.mean()) + mx + log_za
     se = w.std() / (w.mean() * math.sqrt(n_chains))
     return log_z, se
+
+
+def rbm_fit_epoch_(W, b, c, vel_W, vel_b, vel_c, chains, data, perm, batch_size, k, persistent,
+                   lr, momentum, weight_decay, seed=0, offset=0, *, gibbs=rbm_gibbs):
+    """One epoch of CD-k / PCD-k updates, in place, as the C++ op ``rbm_fit_epoch_``
+    (csrc/boltzmann/rbm_ops.h, rbm_fit_epoch_run): batch ``i`` is ``data[perm[i bs:(i+1) bs]]``
+    and its k Gibbs steps run at stream position ``offset + 2 k i``. ``gibbs`` is the Gibbs
+    sampler to use (this module's, or the Triton backend's). Returns the sum over the batches
+    of the mean squared reconstruction error, a float64 0-d tensor.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> W = 0.1 * torch.randn(6, 4, dtype=torch.float64, generator=g)
+    >>> b, c = torch.zeros(6, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    >>> vel = [torch.zeros_like(t) for t in (W, b, c)]
+    >>> data = (torch.rand(10, 6, generator=g) < 0.5).double()
+    >>> err = gmkernels.reference.rbm.rbm_fit_epoch_(W, b, c, *vel, data[:4].clone(), data,
+    ...     torch.randperm(10, generator=g), 4, 1, True, 0.1, 0.5, 0.0, seed=0)
+    >>> err.dtype, err.dim()
+    (torch.float64, 0)
+    """
+    N = data.shape[0]
+    bs = min(batch_size, N)
+    err = torch.zeros((), dtype=torch.float64, device=W.device)
+    for i, s in enumerate(range(0, N, bs)):
+        v = data[perm[s:s + bs]]
+        ph = torch.sigmoid(v @ W + c)
+        start = chains if persistent else v
+        vk, _, pvk, _ = gibbs(start, W, b, c, k, 1.0, seed, offset + 2 * k * i, 0)
+        if persistent:
+            chains.copy_(vk)
+        else:
+            err += ((v - pvk) ** 2).mean()
+        phk = torch.sigmoid(vk @ W + c)
+        gW = v.t() @ ph / v.shape[0] - vk.t() @ phk / vk.shape[0] - weight_decay * W
+        gb = v.mean(0) - vk.mean(0)
+        gc = ph.mean(0) - phk.mean(0)
+        for p, g, vl in zip((W, b, c), (gW, gb, gc), (vel_W, vel_b, vel_c)):
+            vl.mul_(momentum).add_(g, alpha=lr)
+            p.add_(vl)
+        if persistent:
+            err += ((v - torch.sigmoid(ph @ W.t() + b)) ** 2).mean()
+    return err

@@ -14,6 +14,11 @@ __all__ = ["langevin_step", "euler_maruyama_step", "reverse_sde_step", "langevin
            "affine_noise_step"]
 
 
+# langevin_corrector_step: a step size above this counts as no step (eps = 0), so that a score
+# of tiny but nonzero norm gives x back rather than inf (csrc/sde/sde.h kCorrectorMaxStep).
+CORRECTOR_MAX_STEP = 2.0 ** 120
+
+
 def per_sample(v, x: torch.Tensor, dtype) -> torch.Tensor | float:
     """A float, or a (B,) tensor viewed as (B, 1, ..., 1) to broadcast over x's other dims."""
     if isinstance(v, torch.Tensor):
@@ -136,9 +141,10 @@ def reverse_sde_step(x: torch.Tensor, score: torch.Tensor, t, dt: float, kind: s
 
 def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, alpha=1.0,
                             seed: int = 0, offset: int = 0, sample_offset: int = 0) -> torch.Tensor:
-    """Song et al. 2021 Alg. 4/5 corrector with per-row step size:
-    eps_r = 2 alpha_r (snr ||xi_r|| / ||s_r||)^2 (0 where ||s_r|| = 0),
-    out = x + eps_r s + sqrt(2 eps_r) xi.
+    """Song et al. 2021 Alg. 4/5 corrector with the released code's batch step size:
+    n = mean_r ||xi_r||, g = mean_r ||s_r|| (norms over each row), eps_r = 2 alpha_r (snr n / g)^2,
+    out = x + eps_r s + sqrt(2 eps_r) xi; eps_r = 0 (out = x) where g = 0 or eps_r > 2^120.
+    A NaN in the score makes g NaN and so every row NaN.
 
     >>> x = torch.randn(8, 2)
     >>> torch.allclose(gmkernels.reference.sde.langevin_corrector_step(x, -x, 0.16, seed=0),
@@ -149,10 +155,13 @@ def langevin_corrector_step(x: torch.Tensor, score: torch.Tensor, snr: float, al
     xi = normal(x.shape, seed, offset, sample_offset, dtype=cd, device=x.device)
     rows = _rows(x)
     s = score.to(cd)
-    nx = xi.reshape(rows, xi.numel() // max(rows, 1)).norm(dim=1)
-    ns = s.reshape(rows, s.numel() // max(rows, 1)).norm(dim=1)
+    M = x.numel() // max(rows, 1)
+    nn = xi.reshape(rows, M).norm(dim=1).mean()      # NaN for an empty batch: nothing uses it
+    gn = s.reshape(rows, M).norm(dim=1).mean()
     a = alpha.to(cd) if isinstance(alpha, torch.Tensor) else float(alpha)
-    eps = torch.where(ns > 0, 2 * a * (snr * nx / ns) ** 2, torch.zeros_like(ns))
+    ratio = snr * nn / torch.where(gn == 0, torch.ones_like(gn), gn)
+    eps = 2 * a * ratio * ratio * torch.ones(rows, dtype=cd, device=x.device)
+    eps = torch.where((gn == 0) | (eps > CORRECTOR_MAX_STEP), torch.zeros_like(eps), eps)
     e = per_sample(eps, x, cd) if x.dim() else eps.reshape(())
     return (x.to(cd) + e * s + torch.sqrt(2 * e) * xi).to(x.dtype)
 

@@ -6,9 +6,10 @@ import torch
 
 from .. import _checks
 from .. import random as _random
+from .. import trace as _trace
 from .coefficients import sde_params
 
-__all__ = ["denoising_score_matching_loss"]
+__all__ = ["denoising_score_matching_loss", "sliced_score_matching_loss", "score_matching_loss"]
 
 
 def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
@@ -94,3 +95,110 @@ def denoising_score_matching_loss(score_fn, x: torch.Tensor, sde_or_sigmas, *,
     else:
         r = s + z / std
     return (r * r).reshape(B, -1).sum(dim=1).mean()
+
+
+def _loss_x(op: str, x) -> None:
+    _checks.floating(op, "x", x)
+    if x.dim() < 2 or x.numel() == 0:
+        raise ValueError(f"{op}: x must have shape (B, ...) with B >= 1 rows of at least one "
+                         f"feature (the loss is a mean over the batch), got shape {tuple(x.shape)}")
+
+
+def sliced_score_matching_loss(score_fn, x: torch.Tensor, n_projections: int = 1, *,
+                               variance_reduction: bool = True, probe: str = "rademacher",
+                               mode: str = "vjp", seed=None, offset: int = 0,
+                               generator=None) -> torch.Tensor:
+    """Sliced score matching (Song, Garg, Shi & Ermon 2019, "Sliced Score Matching"; docs/spec.md
+    §4): Hyvärinen's objective with the Jacobian trace replaced by random projections,
+
+        SSM:     mean over the batch and the M projections of vᵀ (∂s/∂x) v + ½ (vᵀ s(x))²
+        SSM-VR:  mean of vᵀ (∂s/∂x) v + ½ ||s(x)||²          (``variance_reduction=True``)
+
+    With ``E[v vᵀ] = I`` both have the expectation of :func:`score_matching_loss`, so their
+    gradients are unbiased for its gradient; VR integrates the second term exactly. The M
+    products ``vᵀ J v`` come from one batched pass (``gmkernels.trace``, with the graph kept
+    for training).
+
+    Args:
+        score_fn: the model, ``score_fn(x) -> tensor`` like x, acting row by row (wrap a
+            conditional model as ``lambda x: model(x, sigma)``).
+        x: (B, ...) data batch, floating point, B >= 1, D = ``x[0].numel()`` features.
+        n_projections: M >= 1, projections per sample.
+        variance_reduction: SSM-VR (True) or SSM.
+        probe: ``"rademacher"``, ``"gaussian"`` (the paper's) or ``"sphere"``
+            (see :mod:`gmkernels.trace`).
+        mode: ``"vjp"`` or ``"jvp"``, how ``J v`` is computed.
+        seed, offset, generator: the Philox stream of the projections,
+            ``gmkernels.trace.probes(x, M, probe=probe, seed=seed, offset=offset)``;
+            ``seed=None`` draws one from ``generator``.
+
+    Returns:
+        a 0-d tensor, differentiable in score_fn's parameters.
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    >>> loss = gmkernels.score.sliced_score_matching_loss(model, torch.randn(64, 2), 4, seed=0)
+    >>> loss.backward(); model[0].weight.grad.shape
+    torch.Size([16, 2])
+    """
+    op = "gmkernels.score.sliced_score_matching_loss"
+    _checks.function(op, "score_fn", score_fn)
+    _loss_x(op, x)
+    M = _checks.integer(op, "n_projections", n_projections, 1, _checks.U32)
+    _checks.boolean(op, "variance_reduction", variance_reduction)
+    _checks.choice(op, "probe", probe, _trace.PROBES)
+    _checks.choice(op, "mode", mode, _trace.MODES)
+    _checks.generator(op, "generator", generator)
+    seed, offset, _ = _checks.stream(op, x.shape[0], seed, offset, 0, generator)
+    B = x.shape[0]
+    ctx, x = _trace._outside_inference(x)
+    with ctx:
+        V = _trace.probes(x, M, probe=probe, seed=seed, offset=offset).reshape(M, B, -1)
+        return _ssm(op, score_fn, x, V, mode, variance_reduction)
+
+
+def _ssm(op, score_fn, x, V, mode, variance_reduction):
+    B = x.shape[0]
+    A = _trace._Operator(op, score_fn, x, mode, True, "score_fn")
+    vjv = (V * A.apply(V)).sum(-1)                       # (M, B): vᵀ J v
+    s = A.y.reshape(B, -1)
+    if variance_reduction:
+        quad = 0.5 * (s * s).sum(-1)                     # (B,)
+    else:
+        quad = 0.5 * ((V * s).sum(-1) ** 2).mean(0)      # mean over M of ½ (vᵀ s)²
+    return (vjv.mean(0) + quad).mean()
+
+
+def score_matching_loss(score_fn, x: torch.Tensor, *, mode: str = "vjp") -> torch.Tensor:
+    """Exact (implicit) score matching (Hyvärinen 2005, "Estimation of non-normalized statistical
+    models by score matching"; docs/spec.md §4): the mean over the batch of
+
+        ½ ||s(x)||² + Tr(∂s/∂x)
+
+    with the trace from D batched basis-vector products (``gmkernels.trace``,
+    ``method="exact"``): for small D, and the oracle of :func:`sliced_score_matching_loss`.
+    It equals the Fisher divergence ½ E||s - ∇log p||² up to a constant in the model.
+
+    Args:
+        score_fn: ``score_fn(x) -> tensor`` like x, acting row by row.
+        x: (B, ...) data batch, floating point, B >= 1.
+        mode: ``"vjp"`` or ``"jvp"``.
+
+    Returns:
+        a 0-d tensor, differentiable in score_fn's parameters.
+
+    >>> x = torch.randn(1000, 3, dtype=torch.float64)
+    >>> loss = gmkernels.score.score_matching_loss(lambda x: -x, x)   # the N(0, I) score
+    >>> bool(abs(loss - (0.5 * (x * x).sum(1).mean() - 3)) < 1e-12)
+    True
+    """
+    op = "gmkernels.score.score_matching_loss"
+    _checks.function(op, "score_fn", score_fn)
+    _loss_x(op, x)
+    _checks.choice(op, "mode", mode, _trace.MODES)
+    B = x.shape[0]
+    ctx, x = _trace._outside_inference(x)
+    with ctx:
+        A = _trace._Operator(op, score_fn, x, mode, True, "score_fn")
+        tr = _trace._exact(A, B, x[0].numel(), x.dtype, x.device)
+        s = A.y.reshape(B, -1)
+        return (0.5 * (s * s).sum(-1) + tr).mean()

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.random import row_view
+from ..reference.random import row_view, uniform_top
 from ._philox import (cast_to, interleave4, normals4, stream_halves, stream_words, tile_config,
                       tile_index, uniform_from_word)
 
@@ -30,13 +30,15 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def _fill_kernel(out_ptr, p_ptr, rows, M, n_gblocks,
                  seed_lo: tl.uint32, seed_hi: tl.uint32, off_lo: tl.uint32, off_hi: tl.uint32,
                  row0: tl.uint32,
-                 DRAW: tl.constexpr, FP64: tl.constexpr,
+                 DRAW: tl.constexpr, FP64: tl.constexpr, TOP: tl.constexpr,
                  BLOCK_R: tl.constexpr, BLOCK_G: tl.constexpr):
     """One tile of a fill of the contiguous (rows, M) tensor ``out``.
 
     DRAW: 0 raw words (out int64), 1 uniform, 2 normal, 3 Rademacher, 4 Bernoulli with
     probabilities ``p`` (contiguous, shape of out). FP64: compute in float64 (float64 out or p);
-    otherwise float32, rounded to out's dtype on the store.
+    otherwise float32, rounded to out's dtype on the store. TOP: the largest uniform the
+    store keeps (reference ``uniform_top``: below 1 in float16 / bfloat16; 1 - 2^-24, no clamp,
+    otherwise).
     """
     r, g, m, _ = tile_index(tl.program_id(0), n_gblocks, BLOCK_R, BLOCK_G)
     w0, w1, w2, w3 = stream_words(g, r, seed_lo, seed_hi, off_lo, off_hi, row0)
@@ -56,9 +58,11 @@ def _fill_kernel(out_ptr, p_ptr, rows, M, n_gblocks,
             u = u.to(tl.float64)  # exact: the uniform has 24 bits
         if DRAW == 4:
             p = tl.load(p_ptr + offs, mask=mask, other=0.0)
-            v = tl.where(u < p.to(u.dtype), 1.0, 0.0)
+            p = p.to(u.dtype)
+            # p outside [0, 1] or NaN: NaN (the wrapper refuses it on the CPU; see bernoulli)
+            v = tl.where((p >= 0.0) & (p <= 1.0), tl.where(u < p, 1.0, 0.0), float("nan"))
         else:
-            v = u
+            v = tl.minimum(u, TOP)
     tl.store(out_ptr + offs, cast_to(v, out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -72,7 +76,8 @@ def _launch(out: torch.Tensor, p: torch.Tensor | None, draw: int, fp64: bool, se
     _fill_kernel[(n_programs,)](
         out, out if p is None else p, rows, M, n_gblocks,
         *stream_halves(seed, offset, sample_offset),
-        DRAW=draw, FP64=fp64, BLOCK_R=block_r, BLOCK_G=block_g, num_warps=num_warps)
+        DRAW=draw, FP64=fp64, TOP=uniform_top(out.dtype), BLOCK_R=block_r, BLOCK_G=block_g,
+        num_warps=num_warps)
 
 
 def fill_(out: torch.Tensor, draw: str, seed: int, offset: int = 0,
@@ -119,7 +124,8 @@ def bernoulli(p: torch.Tensor, seed: int, offset: int = 0, sample_offset: int = 
         seed, offset, sample_offset: the stream, as in :func:`fill_`.
 
     Returns:
-        a new contiguous tensor of p's shape, dtype and device, holding 0 and 1.
+        a new contiguous tensor of p's shape, dtype and device, holding 0 and 1, and NaN
+        where p is NaN or outside [0, 1] (as the C++ kernels and the reference).
     """
     if p.dtype not in FLOAT_DTYPES:
         raise TypeError(f"gmkernels.triton.random.bernoulli: p must have a dtype in "

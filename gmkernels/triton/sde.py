@@ -32,6 +32,8 @@ __all__ = ["langevin_step_fwd", "langevin_step_bwd", "euler_maruyama_step_fwd",
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
+# langevin_corrector_step: a larger step size counts as none (gmkernels/reference/sde.py).
+CORRECTOR_MAX_STEP = tl.constexpr(2.0 ** 120)
 _STREAM = ["seed_lo", "seed_hi", "off_lo", "off_hi", "row0"]
 
 
@@ -404,30 +406,30 @@ def _corrector_norms_kernel(s_ptr, pn_ptr, ps_ptr, rows, M, n_gblocks,
 
 
 @triton.jit(do_not_specialize=_STREAM)
-def _corrector_fwd_kernel(x_ptr, s_ptr, y_ptr, a_ptr, nn_ptr, sn_ptr,
+def _corrector_fwd_kernel(x_ptr, s_ptr, y_ptr, a_ptr, means_ptr,
                           alpha: tl.float64, snr: tl.float64,
                           rows, M, n_gblocks,
                           seed_lo: tl.uint32, seed_hi: tl.uint32, off_lo: tl.uint32,
                           off_hi: tl.uint32, row0: tl.uint32,
                           HAS_A: tl.constexpr, FP64: tl.constexpr,
                           BLOCK_R: tl.constexpr, BLOCK_G: tl.constexpr):
-    """y = x + eps*s + sqrt(2 eps)*xi on one tile, eps = 2*alpha*(snr*||xi||/||s||)^2 per row
-    from the row sums nn = sum xi^2, sn = sum s^2 ((rows,), compute dtype); eps = 0 where
-    sn == 0 (a zero score row: y = x). alpha per row from a_ptr when HAS_A."""
+    """y = x + eps*s + sqrt(2 eps)*xi on one tile, eps = 2*alpha*(snr*nn/gn)^2 from the batch
+    means means = (nn, gn) = (mean_r ||xi_r||, mean_r ||s_r||) ((2,), compute dtype); eps = 0
+    where gn == 0 or eps > 2^120 (y = x; a NaN gn stays NaN). alpha per row from a_ptr when
+    HAS_A (csrc/sde/sde.h corrector_coefs)."""
     CD: tl.constexpr = tl.float64 if FP64 else tl.float32
     r, g, m, _ = tile_index(tl.program_id(0), n_gblocks, BLOCK_R, BLOCK_G)
     mask = (r < rows) & (m < M)
     offs = r * M + m
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(CD)
     s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(CD)
-    row_ok = r < rows
-    nn = tl.load(nn_ptr + r, mask=row_ok, other=0.0)
-    sn = tl.load(sn_ptr + r, mask=row_ok, other=0.0)
-    nonzero = sn > 0.0
-    ratio = _div(_full(snr, CD) * _sqrt(nn, FP64), _sqrt(tl.where(nonzero, sn, 1.0), FP64), FP64)
+    nn = tl.load(means_ptr)
+    gn = tl.load(means_ptr + 1)
+    zero = gn == 0.0
+    ratio = _div(_full(snr, CD) * nn, tl.where(zero, 1.0, gn), FP64)
     # 2*alpha*ratio*ratio left to right, as csrc/sde/sde.h corrector_coefs
-    eps = tl.where(nonzero, 2.0 * _row_param(a_ptr, r, rows, alpha, HAS_A, CD) * ratio * ratio,
-                   0.0)
+    eps = 2.0 * _row_param(a_ptr, r, rows, alpha, HAS_A, CD) * ratio * ratio
+    eps = tl.where(zero, 0.0, tl.where(eps > CORRECTOR_MAX_STEP, 0.0, eps))
     xi = _noise_tile(r, g, seed_lo, seed_hi, off_lo, off_hi, row0, FP64)
     y = x + eps * s + _sqrt(2.0 * eps, FP64) * xi
     tl.store(y_ptr + offs, cast_to(y, y_ptr.dtype.element_ty), mask=mask)
@@ -536,13 +538,14 @@ def reverse_sde_step_fwd(x: torch.Tensor, score: torch.Tensor, t_t: torch.Tensor
 def langevin_corrector_step_fwd(x: torch.Tensor, score: torch.Tensor,
                                 alpha_t: torch.Tensor | None, alpha: float, snr: float,
                                 seed: int, offset: int, sample_offset: int) -> torch.Tensor:
-    """The predictor-corrector Langevin corrector (Song et al. 2021, Alg. 4/5):
-    per row r, ``eps_r = 2*alpha_r*(snr*||xi_r||/||s_r||)^2`` and
-    ``y = x + eps_r*s + sqrt(2*eps_r)*xi``, the same xi in the norm and the update.
+    """The predictor-corrector Langevin corrector (Song et al. 2021, Alg. 4/5) with the step
+    size of their released code: ``nn = mean_r ||xi_r||``, ``gn = mean_r ||s_r||``,
+    ``eps_r = 2*alpha_r*(snr*nn/gn)^2`` and ``y = x + eps_r*s + sqrt(2*eps_r)*xi``, the same xi
+    in the norms and the update; eps = 0 (y = x) when gn == 0 or eps > 2^120.
 
-    Two kernels: the per-row sums of xi^2 and s^2 (per-tile partials, added here), then the
-    update, which draws xi again from the stream (it is never stored). A row whose score is
-    all zeros (sum of s^2 == 0, also when it underflows) gets eps = 0: y = x, no NaN.
+    Two kernels: the per-row sums of xi^2 and s^2 (per-tile partials, added here, then the
+    means of their square roots, all on the device), then the update, which draws xi again
+    from the stream (it is never stored).
 
     Args:
         x, score: (B, ...) any strides, same shape/dtype/device.
@@ -563,15 +566,14 @@ def langevin_corrector_step_fwd(x: torch.Tensor, score: torch.Tensor,
     stream = stream_halves(seed, offset, sample_offset)
     fp64 = x.dtype == torch.float64
     # every (group block, row) slot is written by exactly one program, so no zero fill
-    pn = x.new_empty((n_gblocks, rows), dtype=cd)
-    ps = x.new_empty((n_gblocks, rows), dtype=cd)
+    parts = x.new_empty((2, n_gblocks, rows), dtype=cd)
     _corrector_norms_kernel[(n_programs,)](
-        score, pn, ps, rows, M, n_gblocks, *stream,
+        score, parts[0], parts[1], rows, M, n_gblocks, *stream,
         FP64=fp64, BLOCK_R=block_r, BLOCK_G=block_g, num_warps=num_warps)
-    nn = pn[0] if n_gblocks == 1 else pn.sum(0)
-    sn = ps[0] if n_gblocks == 1 else ps.sum(0)
+    # (2,): the batch means of the row norms, as float64 sums (csrc/sde/sde.h corrector_means)
+    means = parts.sum(1).sqrt().to(torch.float64).mean(1).to(cd)
     _corrector_fwd_kernel[(n_programs,)](
-        x, score, y, x if alpha_t is None else alpha_t, nn, sn,
+        x, score, y, x if alpha_t is None else alpha_t, means,
         float(alpha), float(snr), rows, M, n_gblocks, *stream,
         HAS_A=alpha_t is not None, FP64=fp64, BLOCK_R=block_r, BLOCK_G=block_g,
         num_warps=num_warps)

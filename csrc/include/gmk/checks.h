@@ -48,6 +48,19 @@ inline PhiloxStream checked_stream(const char* op, at::IntArrayRef sizes, int64_
                      static_cast<uint64_t>(sample_offset));
 }
 
+// A step count n of a call that uses the `positions` stream positions offset .. offset +
+// positions - 1 (offset: the bits of a uint64): n < 2^32, and the range ends at or below 2^64,
+// so the Philox counter never wraps (a wrapped range repeats the stream). `what` names the
+// position count in the message ("2k", "n_sweeps").
+inline void check_span(const char* op, const char* name, int64_t n, int64_t offset,
+                       uint64_t positions, const char* what) {
+  TORCH_CHECK_VALUE(n < (int64_t{1} << 32), op, ": ", name, " must be < 2^32, got ", n);
+  const uint64_t off = static_cast<uint64_t>(offset);
+  TORCH_CHECK_VALUE(positions == 0 || positions - 1 <= ~uint64_t{0} - off, op, ": offset + ", what,
+                    " must be <= 2^64 (the stream positions of the call), got offset=", off, ", ",
+                    name, "=", n);
+}
+
 inline void check_same(const char* op, const at::Tensor& a, const char* an, const at::Tensor& b,
                        const char* bn) {
   TORCH_CHECK_VALUE(a.sizes() == b.sizes(), op, ": ", bn, " must have the shape of ", an, " ",

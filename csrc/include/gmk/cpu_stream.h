@@ -322,6 +322,13 @@ struct UniformDraw {
   GMK_FORCEINLINE Quad<acc_t> operator()(u32x4 w) const { return uniforms4<acc_t>(w); }
   GMK_FORCEINLINE Quad<acc_t> pair(u32x4 w) const { return uniforms4<acc_t>(w); }
 };
+// The uniforms of a fill stored in a narrower type, clamped below 1 (philox.h uniform_top).
+template <typename acc_t>
+struct UniformBelowDraw {
+  acc_t top;
+  GMK_FORCEINLINE Quad<acc_t> operator()(u32x4 w) const { return uniforms4_below<acc_t>(w, top); }
+  GMK_FORCEINLINE Quad<acc_t> pair(u32x4 w) const { return uniforms4_below<acc_t>(w, top); }
+};
 template <typename acc_t>
 struct RademacherDraw {
   GMK_FORCEINLINE Quad<acc_t> operator()(u32x4 w) const { return rademachers4<acc_t>(w); }

@@ -81,11 +81,19 @@ GMK_HD_INLINE T uniform_open0_from_word(uint32_t w) {
   return static_cast<T>(static_cast<float>((w >> 8) + 1u) * 5.9604644775390625e-08f);
 }
 
+// 1 if u < p else 0, and NaN for a p that is NaN or outside [0, 1]: no valid draw, and a NaN
+// shows it in exactly that element (the Python wrapper refuses such p on the CPU; on CUDA
+// it does not read p, which would cost a device sync per call).
+template <typename T>
+GMK_HD_INLINE T bernoulli_of(T u, T p) {
+  const T d = u < p ? T(1) : T(0);
+  return (p >= T(0) && p <= T(1)) ? d : T(NAN);
+}
 GMK_HD_INLINE float bernoulli_from_word(uint32_t w, float p) {
-  return uniform_from_word<float>(w) < p ? 1.0f : 0.0f;
+  return bernoulli_of(uniform_from_word<float>(w), p);
 }
 GMK_HD_INLINE double bernoulli_from_word(uint32_t w, double p) {
-  return uniform_from_word<double>(w) < p ? 1.0 : 0.0;
+  return bernoulli_of(uniform_from_word<double>(w), p);
 }
 
 template <typename T>
@@ -135,6 +143,24 @@ template <typename T>
 GMK_HD_INLINE Quad<T> uniforms4(u32x4 w) {
   return Quad<T>{uniform_from_word<T>(w.x), uniform_from_word<T>(w.y),
                  uniform_from_word<T>(w.z), uniform_from_word<T>(w.w)};
+}
+
+// The largest uniform that a fill may store in a type of `digits` significand bits:
+// 1 - 2^-digits (1 - 2^-11 float16, 1 - 2^-8 bfloat16). uniform_from_word is at most
+// 1 - 2^-24, which round-to-nearest takes to 1.0 in float16 and bfloat16; a fill in those
+// types clamps to this value first, so it stays in [0, 1) (docs/spec.md §0). For 24 digits
+// and more (float32, float64) the clamp never binds: those streams are unchanged.
+GMK_HD_INLINE float uniform_top(int digits) {
+  return digits >= 24 ? 1.0f - 5.9604644775390625e-08f
+                      : 1.0f - static_cast<float>(1u << (24 - digits)) * 5.9604644775390625e-08f;
+}
+
+// uniforms4, each clamped to `top` (uniform_top of the stored type).
+template <typename T>
+GMK_HD_INLINE Quad<T> uniforms4_below(u32x4 w, T top) {
+  const Quad<T> q = uniforms4<T>(w);
+  return Quad<T>{q.v0 < top ? q.v0 : top, q.v1 < top ? q.v1 : top, q.v2 < top ? q.v2 : top,
+                 q.v3 < top ? q.v3 : top};
 }
 
 template <typename T>
