@@ -10,6 +10,11 @@
 #   4. the extension:     `setup.py build_ext --inplace` into the persistent build/ folder, so
 #                         ninja recompiles only the sources (or headers) that changed; skipped
 #                         altogether when the stamp build/gmk-ext.stamp still matches.
+#   5. the CUDA kernels under the CPU execution layer (issue 12): a CMake build in build/emu-cmake
+#                         (-DGMK_BUILD_CUDA_EMU=ON: ASan + UBSan libraries, no torch) that
+#                         python_tests/test_cuda_emu.py runs; skipped when the stamp
+#                         build/emu-cmake.stamp still matches (csrc/, CMakeLists.txt, the compiler
+#                         and the built libraries).
 # The stamp is a hash of every file under csrc/, setup.py, the venv's torch (torch/version.py),
 # the Python version, the build switches below and the built gmkernels/_C*.so itself: any
 # change to one of them (or a .so replaced by another build) rebuilds, so a stale extension is
@@ -100,4 +105,33 @@ assert info['extension'], 'gmkernels._C was built but does not load: ' + str(get
 print('gmkernels build:', json.dumps(info))" "$ROOT")
   echo "$want $(sha256sum "$SO" | cut -d' ' -f1)" > "$STAMP"
 fi
+# 5. the CUDA kernels for the CPU execution layer (make's own dependency tracking rebuilds
+# only what changed; the stamp skips even the cmake call when nothing did)
+EMU_DIR="$ROOT/build/emu-cmake"
+EMU_STAMP="$ROOT/build/emu-cmake.stamp"
+mkdir -p "$ROOT/build"
+CMAKE="$VENV/bin/cmake"
+[ -x "$CMAKE" ] || CMAKE=$(command -v cmake || true)
+[ -n "$CMAKE" ] || { echo "gmkernels: cmake is needed for the CUDA emulation build (pip install cmake)" >&2; exit 1; }
+emu_hash() {
+  {
+    (cd "$ROOT" && find csrc -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    (cd "$ROOT" && sha256sum CMakeLists.txt)
+    "${CXX:-c++}" --version | head -1
+    (cd "$EMU_DIR" 2>/dev/null && sha256sum libgmkernels_cuda_emu*.so 2>/dev/null) || true
+  } | sha256sum | cut -d' ' -f1
+}
+if [ -f "$EMU_STAMP" ] && [ "$(cat "$EMU_STAMP")" = "$(emu_hash)" ]; then
+  say "CUDA emulation libraries up to date (build/emu-cmake)"
+else
+  say "building the CUDA kernels for the CPU execution layer (cmake, build/emu-cmake)"
+  rm -f "$EMU_STAMP"
+  "$CMAKE" -S "$ROOT" -B "$EMU_DIR" -DGMK_BUILD_EXTENSION=OFF -DGMK_BUILD_CUDA_EMU=ON \
+    -DCMAKE_BUILD_TYPE=Release > "$ROOT/build/emu-cmake.log" 2>&1 \
+    || { cat "$ROOT/build/emu-cmake.log" >&2; exit 1; }
+  "$CMAKE" --build "$EMU_DIR" -j"${MAX_JOBS:-2}" >> "$ROOT/build/emu-cmake.log" 2>&1 \
+    || { tail -50 "$ROOT/build/emu-cmake.log" >&2; exit 1; }
+  emu_hash > "$EMU_STAMP"
+fi
+
 say "environment ready in $(( $(date +%s) - t0 )) s"

@@ -20,6 +20,16 @@ namespace {
 
 constexpr int64_t kSharedBytes = 48 * 1024;
 
+// The fields' shared-memory budget: kSharedBytes, lowered in the CPU execution layer so that
+// small tests take the global-scratch path too.
+inline int64_t shared_limit() {
+#if defined(GMK_CUDA_EMU)
+  return ::gmk::emu::shared_limit(kSharedBytes);
+#else
+  return kSharedBytes;
+#endif
+}
+
 // The word of element m of row `row` in stream ss, with a one-counter cache (consecutive
 // elements share a counter four at a time).
 struct WordCache {
@@ -40,7 +50,7 @@ __global__ void bm_gibbs_kernel(acc_t* __restrict__ y, acc_t* __restrict__ hg,
                                 const acc_t* __restrict__ W, const acc_t* __restrict__ beta_t,
                                 acc_t beta, int64_t B, int64_t D, int64_t n_sweeps, int order,
                                 PhiloxStream st) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  GMK_EXTERN_SHARED(unsigned char, smem);
   const int tid = threadIdx.x;
   const int nt = blockDim.x;
   const uint32_t Du = static_cast<uint32_t>(D);
@@ -91,14 +101,12 @@ LaunchStatus launch_typed(const BmArgs& a, cudaStream_t stream) {
   acc_t* h = static_cast<acc_t*>(a.h);
   const acc_t* W = static_cast<const acc_t*>(a.W);
   const acc_t* bt = static_cast<const acc_t*>(a.beta_t);
-  if (shared <= kSharedBytes) {
-    bm_gibbs_kernel<acc_t, true><<<blocks, threads, static_cast<size_t>(shared), stream>>>(
-        y, h, W, bt, static_cast<acc_t>(a.beta), a.B, a.D, a.n_sweeps, a.order, a.st);
-  } else {
-    bm_gibbs_kernel<acc_t, false><<<blocks, threads, 0, stream>>>(
-        y, h, W, bt, static_cast<acc_t>(a.beta), a.B, a.D, a.n_sweeps, a.order, a.st);
-  }
-  return last_launch_status();
+  if (shared <= shared_limit())
+    return launch(bm_gibbs_kernel<acc_t, true>, blocks, threads, static_cast<size_t>(shared),
+                  stream, y, h, W, bt, static_cast<acc_t>(a.beta), a.B, a.D, a.n_sweeps, a.order,
+                  a.st);
+  return launch(bm_gibbs_kernel<acc_t, false>, blocks, threads, 0, stream, y, h, W, bt,
+                static_cast<acc_t>(a.beta), a.B, a.D, a.n_sweeps, a.order, a.st);
 }
 
 }  // namespace

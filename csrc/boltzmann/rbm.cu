@@ -66,8 +66,8 @@ LaunchStatus launch_rbm_pass(const RbmPassArgs& args, void* stream) {
     return launch_over_counters(args.rows, args.M, vec_ok, [&](auto cfg, auto grid,
                                                                unsigned blocks) {
       using C = decltype(cfg);
-      rbm_pass_kernel<T, typename C::index, C::vec><<<blocks, kThreads, 0, s>>>(
-          pre, static_cast<const T*>(args.bias), static_cast<const T*>(args.base),
+      return launch(
+          rbm_pass_kernel<T, typename C::index, C::vec>, blocks, kThreads, 0, s, pre, static_cast<const T*>(args.bias), static_cast<const T*>(args.base),
           static_cast<const T*>(args.beta_t), static_cast<T>(args.beta), sample, prob, grid,
           args.M, args.st);
     });

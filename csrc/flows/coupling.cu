@@ -90,7 +90,7 @@ coupling_fwd_chunk_kernel(FwdPtrs<T> p, typename Scalar<T>::acc* partial, int64_
     }
     sum = warp_sum(sum);
     if (lane == 0) red[warp] = sum;
-    __syncthreads();
+    if (GMK_PLANT != 2) __syncthreads();
     if (warp == 0) {
       acc v = lane < static_cast<int>(blockDim.x / 32) ? red[lane] : acc(0);
       v = warp_sum(v);
@@ -193,19 +193,18 @@ LaunchStatus launch_affine_coupling(const CouplingArgs& a, void* stream) {
       unsigned blocks = 0;
       if (nchunks == 1) {
         if (const LaunchStatus s = status_of(grid_blocks(a.rows * 32, &blocks))) return s;
-        coupling_fwd_warp_kernel<V, T><<<blocks, kThreads, 0, st>>>(p, a.rows, a.M, c, ic, sign);
-        return last_launch_status();
+        return launch(coupling_fwd_warp_kernel<V, T>, blocks, kThreads, 0, st, p, a.rows, a.M, c,
+                      ic, sign);
       }
       acc* partial = static_cast<acc*>(a.partial);
       if (const LaunchStatus s = status_of(grid_blocks(a.rows * nchunks * kThreads, &blocks)))
         return s;
-      coupling_fwd_chunk_kernel<V, T><<<blocks, kThreads, 0, st>>>(p, partial, a.rows, a.M,
-                                                                   nchunks, c, ic);
-      if (const LaunchStatus s = last_launch_status()) return s;
+      if (const LaunchStatus s = launch(coupling_fwd_chunk_kernel<V, T>, blocks, kThreads, 0, st,
+                                        p, partial, a.rows, a.M, nchunks, c, ic))
+        return s;
       if (const LaunchStatus s = status_of(grid_blocks(a.rows, &blocks))) return s;
-      coupling_finish_kernel<T><<<blocks, kThreads, 0, st>>>(partial, p.logdet, a.rows, nchunks,
-                                                             sign);
-      return last_launch_status();
+      return launch(coupling_finish_kernel<T>, blocks, kThreads, 0, st, partial, p.logdet, a.rows,
+                    nchunks, sign);
     });
   });
 }
@@ -229,14 +228,13 @@ LaunchStatus launch_affine_coupling_backward(const CouplingBackwardArgs& a, void
       unsigned blocks = 0;
       if (nchunks == 1) {
         if (const LaunchStatus s = status_of(grid_blocks(a.rows * 32, &blocks))) return s;
-        coupling_bwd_warp_kernel<V, T><<<blocks, kThreads, 0, st>>>(p, a.rows, a.M, c, ic);
-      } else {
-        if (const LaunchStatus s = status_of(grid_blocks(a.rows * nchunks * kThreads, &blocks)))
-          return s;
-        coupling_bwd_chunk_kernel<V, T><<<blocks, kThreads, 0, st>>>(p, a.rows, a.M, nchunks, c,
-                                                                     ic);
+        return launch(coupling_bwd_warp_kernel<V, T>, blocks, kThreads, 0, st, p, a.rows, a.M, c,
+                      ic);
       }
-      return last_launch_status();
+      if (const LaunchStatus s = status_of(grid_blocks(a.rows * nchunks * kThreads, &blocks)))
+        return s;
+      return launch(coupling_bwd_chunk_kernel<V, T>, blocks, kThreads, 0, st, p, a.rows, a.M,
+                    nchunks, c, ic);
     });
   });
 }

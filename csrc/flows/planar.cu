@@ -21,7 +21,8 @@ namespace {
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
+  for (int off = 16; off > 0; off /= 2)
+    v += __shfl_down_sync(0xffffffffu, v, off + (GMK_PLANT == 3));
   return v;
 }
 
@@ -191,22 +192,13 @@ LaunchStatus launch_planar_forward(const PlanarArgs& args, void* stream) {
     T* out = static_cast<T*>(args.out);
     T* ld = static_cast<T*>(args.logdet);
     T* zbuf = static_cast<T*>(args.zbuf);
-    if (args.per_sample) {
-      if (local)
-        planar_forward_kernel<T, true, kPlanarMaxLocalD><<<blocks, kThreads, 0, st>>>(
-            z, u, w, b, out, ld, args.B, args.K, args.D, zbuf);
-      else
-        planar_forward_kernel<T, true, 0><<<blocks, kThreads, 0, st>>>(z, u, w, b, out, ld,
-                                                                       args.B, args.K, args.D, zbuf);
-    } else {
-      if (local)
-        planar_forward_kernel<T, false, kPlanarMaxLocalD><<<blocks, kThreads, 0, st>>>(
-            z, u, w, b, out, ld, args.B, args.K, args.D, zbuf);
-      else
-        planar_forward_kernel<T, false, 0><<<blocks, kThreads, 0, st>>>(
-            z, u, w, b, out, ld, args.B, args.K, args.D, zbuf);
-    }
-    return last_launch_status();
+    auto kernel = args.per_sample
+                      ? (local ? planar_forward_kernel<T, true, kPlanarMaxLocalD>
+                               : planar_forward_kernel<T, true, 0>)
+                      : (local ? planar_forward_kernel<T, false, kPlanarMaxLocalD>
+                               : planar_forward_kernel<T, false, 0>);
+    return launch(kernel, blocks, kThreads, 0, st, z, u, w, b, out, ld, args.B, args.K, args.D,
+                  zbuf);
   });
 }
 
@@ -232,19 +224,13 @@ LaunchStatus launch_planar_backward(const PlanarBackwardArgs& args, void* stream
     T* gb = static_cast<T*>(args.gb);
     T* ws = static_cast<T*>(args.ws);
     T* zbuf = static_cast<T*>(args.zbuf);
-#define GMK_PLANAR_BWD(PS, LD)                                                              \
-  planar_backward_kernel<T, PS, LD><<<blocks, kThreads, 0, st>>>(gy, gl, z, u, w, b, gz, gu, \
-                                                                 gw, gb, ws, zbuf, args.B,   \
-                                                                 args.K, args.D)
-    if (args.per_sample) {
-      if (local) GMK_PLANAR_BWD(true, kPlanarMaxLocalD);
-      else GMK_PLANAR_BWD(true, 0);
-    } else {
-      if (local) GMK_PLANAR_BWD(false, kPlanarMaxLocalD);
-      else GMK_PLANAR_BWD(false, 0);
-    }
-#undef GMK_PLANAR_BWD
-    return last_launch_status();
+    auto kernel = args.per_sample
+                      ? (local ? planar_backward_kernel<T, true, kPlanarMaxLocalD>
+                               : planar_backward_kernel<T, true, 0>)
+                      : (local ? planar_backward_kernel<T, false, kPlanarMaxLocalD>
+                               : planar_backward_kernel<T, false, 0>);
+    return launch(kernel, blocks, kThreads, 0, st, gy, gl, z, u, w, b, gz, gu, gw, gb, ws, zbuf,
+                  args.B, args.K, args.D);
   });
 }
 

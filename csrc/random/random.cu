@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t n = M - 4 * static_cast<int64_t>(g);  // elements left in the row (>= 1)
 #pragma unroll
       for (int j = 0; j < 4; ++j)
-        if (j < n) out[e0 + j] = S::store(quad_get(q, j));
+        if (j < n + (GMK_PLANT == 1)) out[e0 + j] = S::store(quad_get(q, j));
     }
   }
 }
@@ -116,8 +116,8 @@ LaunchStatus fill_typed(void* out_v, int64_t rows, int64_t M, const PhiloxStream
   return launch_over_counters(rows, M, vec4_aligned<T>(out), [&](auto cfg, auto grid,
                                                                   unsigned blocks) {
     using C = decltype(cfg);
-    fill_kernel<T, typename C::index, C::vec>
-        <<<blocks, kThreads, 0, stream>>>(out, grid, M, st, DrawOp{});
+    return launch(fill_kernel<T, typename C::index, C::vec, DrawOp>, blocks, kThreads, 0, stream,
+                  out, grid, M, st, DrawOp{});
   });
 }
 
@@ -152,8 +152,8 @@ LaunchStatus launch_bernoulli(DType dtype, const void* p, void* out, int64_t row
     const bool vec_ok = vec4_aligned<T>(pt) && vec4_aligned<T>(ot);
     return launch_over_counters(rows, M, vec_ok, [&](auto cfg, auto grid, unsigned blocks) {
       using C = decltype(cfg);
-      bernoulli_kernel<T, typename C::index, C::vec>
-          <<<blocks, kThreads, 0, s>>>(pt, ot, grid, M, st);
+      return launch(bernoulli_kernel<T, typename C::index, C::vec>, blocks, kThreads, 0, s, pt, ot,
+                    grid, M, st);
     });
   });
 }

@@ -421,8 +421,8 @@ LaunchStatus launch_langevin(const LangevinArgs& args, void* stream) {
     return launch_over_counters(args.rows, args.M, vec_ok, [&](auto cfg, auto grid,
                                                                unsigned blocks) {
       using C = decltype(cfg);
-      langevin_kernel<T, typename C::index, C::vec><<<blocks, kThreads, 0, s>>>(
-          x, g, y, static_cast<const acc_t*>(args.a_t), static_cast<acc_t>(args.a),
+      return launch(
+          langevin_kernel<T, typename C::index, C::vec>, blocks, kThreads, 0, s, x, g, y, static_cast<const acc_t*>(args.a_t), static_cast<acc_t>(args.a),
           static_cast<const acc_t*>(args.c_t), static_cast<acc_t>(args.c),
           cast_clamp<acc_t>(args.lo, args.hi, args.clamp), grid, args.M, args.st);
     });
@@ -449,13 +449,12 @@ LaunchStatus launch_langevin_backward(const LangevinBackwardArgs& args, void* st
                                                                unsigned blocks) {
       using C = decltype(cfg);
       if (gc)
-        langevin_backward_kernel<T, typename C::index, C::vec, true><<<blocks, kThreads, 0, s>>>(
-            gy, y, g, a_t, static_cast<acc_t>(args.a), cl, gx, gg, ga, gc, grid, args.M,
-            args.st);
-      else
-        langevin_backward_kernel<T, typename C::index, C::vec, false><<<blocks, kThreads, 0, s>>>(
-            gy, y, g, a_t, static_cast<acc_t>(args.a), cl, gx, gg, ga, gc, grid, args.M,
-            args.st);
+        return launch(langevin_backward_kernel<T, typename C::index, C::vec, true>, blocks,
+                      kThreads, 0, s, gy, y, g, a_t, static_cast<acc_t>(args.a), cl, gx, gg, ga,
+                      gc, grid, args.M, args.st);
+      return launch(langevin_backward_kernel<T, typename C::index, C::vec, false>, blocks,
+                    kThreads, 0, s, gy, y, g, a_t, static_cast<acc_t>(args.a), cl, gx, gg, ga,
+                    gc, grid, args.M, args.st);
     });
   });
 }
@@ -478,8 +477,8 @@ LaunchStatus launch_affine(const AffineArgs& args, void* stream) {
       return launch_over_counters(args.rows, args.M, vec_ok, [&](auto cfg, auto grid,
                                                                  unsigned blocks) {
         using C = decltype(cfg);
-        affine_kernel<T, typename C::index, C::vec, Coefs><<<blocks, kThreads, 0, s>>>(
-            x, e, nf, y, ns, args.noise, cf, grid, args.M, args.st);
+        return launch(affine_kernel<T, typename C::index, C::vec, Coefs>, blocks, kThreads, 0, s,
+                      x, e, nf, y, ns, args.noise, cf, grid, args.M, args.st);
       });
     });
   });
@@ -509,8 +508,9 @@ LaunchStatus launch_affine_backward(const AffineBackwardArgs& args, void* stream
       return launch_over_counters(args.rows, args.M, vec_ok, [&](auto cfg, auto grid,
                                                                  unsigned blocks) {
         using C = decltype(cfg);
-        affine_backward_kernel<T, typename C::index, C::vec, Coefs><<<blocks, kThreads, 0, s>>>(
-            gy, x, e, gx, ge, sx, se, sn, gn, ns, cf, grid, args.M, args.st);
+        return launch(affine_backward_kernel<T, typename C::index, C::vec, Coefs>, blocks,
+                      kThreads, 0, s, gy, x, e, gx, ge, sx, se, sn, gn, ns, cf, grid, args.M,
+                      args.st);
       });
     };
     const CoefArgs& c = args.coefs;
@@ -535,13 +535,12 @@ LaunchStatus launch_corrector_norms(const RowNormsArgs& args, void* stream) {
     const LaunchStatus st = launch_over_counters(
         args.rows, args.M, vec4_aligned<T>(sc), [&](auto cfg, auto grid, unsigned blocks) {
           using C = decltype(cfg);
-          corrector_norms_kernel<T, typename C::index, C::vec><<<blocks, kThreads, 0, s>>>(
-              sc, sums, grid, args.M, args.st);
+          return launch(corrector_norms_kernel<T, typename C::index, C::vec>, blocks, kThreads,
+                        0, s, sc, sums, grid, args.M, args.st);
         });
     if (st || args.rows == 0) return st;
-    corrector_means_kernel<acc_t><<<1, kMeansThreads, 0, s>>>(sums, args.rows,
-                                                              static_cast<acc_t*>(args.means));
-    return last_launch_status();
+    return launch(corrector_means_kernel<acc_t>, 1, kMeansThreads, 0, s, sums, args.rows,
+                  static_cast<acc_t*>(args.means));
   });
 }
 

@@ -8,10 +8,18 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "gmk/launch.h"
 #include "gmk/macros.h"
 #include "gmk/philox.h"
+
+// GMK_PLANT: a deliberate bug in one kernel, defined only by the emulation tests' "planted"
+// builds (CMakeLists.txt, GMK_BUILD_CUDA_EMU), which python_tests/test_cuda_emu.py must catch.
+// 0 everywhere else: the shipped kernels are clean.
+#ifndef GMK_PLANT
+#define GMK_PLANT 0
+#endif
 
 namespace gmk {
 namespace cuda {
@@ -142,11 +150,47 @@ inline const char* status_of(cudaError_t e) {
 // After a launch: a launch-configuration error, or a sticky error of an earlier kernel.
 inline const char* last_launch_status() { return status_of(cudaGetLastError()); }
 
+// The one kernel launch of every launcher: kernel<<<grid, block, smem_bytes, stream>>>(args...)
+// followed by the check of cudaGetLastError (a bad configuration, or a sticky fault of an earlier
+// kernel, surfaces at this op's call). In the CPU execution layer (GMK_CUDA_EMU, gmk/emu/) the
+// same call runs the grid on the host, one block at a time, its threads as fibers.
+template <typename... P, typename... A>
+inline LaunchStatus launch(void (*kernel)(P...), unsigned grid, unsigned block, size_t smem_bytes,
+                           cudaStream_t stream, A&&... args) {
+#if defined(GMK_CUDA_EMU)
+  return ::gmk::emu::launch_kernel(kernel, grid, block, smem_bytes, stream,
+                                   std::forward<A>(args)...);
+#else
+  kernel<<<grid, block, smem_bytes, stream>>>(std::forward<A>(args)...);
+  return last_launch_status();
+#endif
+}
+
+// The dynamic (extern) shared memory of a kernel, as a T* named `name`: `extern __shared__`
+// under nvcc; in the CPU execution layer a per-block buffer of exactly the launch's smem_bytes
+// (so that AddressSanitizer sees a read or write past it).
+#if defined(GMK_CUDA_EMU)
+#define GMK_EXTERN_SHARED(T, name) T* name = ::gmk::emu::dynamic_shared<T>()
+#else
+#define GMK_EXTERN_SHARED(T, name) extern __shared__ __align__(16) T name[]
+#endif
+
+// The largest work count of the 32-bit index path. kMax32 on a GPU; the CPU execution layer
+// lowers it (gmk_emu_configure) so that small tests take the 64-bit path too.
+inline int64_t index32_limit() {
+#if defined(GMK_CUDA_EMU)
+  return ::gmk::emu::index32_limit(kMax32);
+#else
+  return kMax32;
+#endif
+}
+
 
 // Shape decisions shared by every counter-grid launcher: the index width (32-bit when it
 // fits), and the vector path (vec_ok: the caller's pointers are aligned to Vec4<T>; it also
 // needs M % 4 == 0 so that no counter straddles two rows). Calls
-// launch(Config<kVec, index_t>{}, CounterGrid<index_t>, blocks) once, then reports the launch.
+// launch(Config<kVec, index_t>{}, CounterGrid<index_t>, blocks) once and returns its status (the
+// callback's gmk::cuda::launch).
 template <bool kVec, typename index_t>
 struct Config {
   static constexpr bool vec = kVec;
@@ -161,16 +205,14 @@ LaunchStatus launch_over_counters(int64_t rows, int64_t M, bool vec_ok, const L&
   unsigned blocks = 0;
   if (const LaunchStatus s = status_of(grid_blocks(total, &blocks))) return s;
   const bool vec = vec_ok && M % 4 == 0;
-  if (total <= kMax32) {
+  if (total <= index32_limit()) {
     const CounterGrid<uint32_t> grid{static_cast<uint32_t>(total), static_cast<uint32_t>(G)};
-    if (vec) launch(Config<true, uint32_t>{}, grid, blocks);
-    else launch(Config<false, uint32_t>{}, grid, blocks);
-  } else {
-    const CounterGrid<uint64_t> grid{static_cast<uint64_t>(total), static_cast<uint64_t>(G)};
-    if (vec) launch(Config<true, uint64_t>{}, grid, blocks);
-    else launch(Config<false, uint64_t>{}, grid, blocks);
+    return vec ? launch(Config<true, uint32_t>{}, grid, blocks)
+               : launch(Config<false, uint32_t>{}, grid, blocks);
   }
-  return last_launch_status();
+  const CounterGrid<uint64_t> grid{static_cast<uint64_t>(total), static_cast<uint64_t>(G)};
+  return vec ? launch(Config<true, uint64_t>{}, grid, blocks)
+             : launch(Config<false, uint64_t>{}, grid, blocks);
 }
 
 }  // namespace cuda
