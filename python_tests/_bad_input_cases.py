@@ -607,7 +607,7 @@ def _ops() -> list:
           lambda a: gmkernels.langevin_step_(a["x"], a["grad"], a["step_size"], a["noise_scale"],
                                              clamp=a["clamp"], **kw_stream(a)),
           lambda: dict(x=_x(), grad=_x(seed=2), step_size=0.1, noise_scale=0.2, clamp=None, **s0),
-          [row("x", expanded="error", owner={"expanded": "B"}), row("grad"), Arg("step_size", "coef"),
+          [row("x", expanded="error"), row("grad"), Arg("step_size", "coef"),
            Arg("noise_scale", "coef"), Arg("clamp", "clamp", optional=True), *stream],
           batch=("x", "grad"), empty="ok", zero_d="either",
           extra=[("same:grad-aliases-x", "grad", lambda a: dict(grad=a["x"]), "ok")]),
