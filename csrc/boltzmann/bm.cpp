@@ -126,9 +126,4 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
 }
 
 // bm_fit_epoch_ writes in place (gmk/inplace.h: version counters, no tensors requiring grad).
-TORCH_LIBRARY_IMPL(gmkernels, Autograd, m) {
-  gmk::register_inplace_dispatch(m, true, {"bm_fit_epoch_"});
-}
-TORCH_LIBRARY_IMPL(gmkernels, ADInplaceOrView, m) {
-  gmk::register_inplace_dispatch(m, false, {"bm_fit_epoch_"});
-}
+GMK_INPLACE_DISPATCH("bm_fit_epoch_")

@@ -15,6 +15,7 @@
 #include "bm.h"
 #include "gmk/checks.h"
 #include "gmk/glue.h"
+#include "gmk/inplace.h"
 
 namespace gmk {
 
@@ -66,15 +67,7 @@ at::Tensor bm_fit_epoch(at::Tensor& W, at::Tensor& b, at::Tensor& vW, at::Tensor
                         int64_t seed, int64_t offset) {
   const char* op = "gmkernels.bm_fit_epoch_";
   const typename Dev::Guard guard(W.device());
-  for (const auto& [t, name] : {std::pair<const at::Tensor*, const char*>{&W, "W"}, {&b, "b"},
-                                {&vW, "vel_W"}, {&vb, "vel_b"}, {&chains, "chains"}}) {
-    TORCH_CHECK_VALUE(t->is_contiguous(), op, ": ", name, " must be contiguous (it is updated in "
-                      "place), got strides ", t->strides());
-    TORCH_CHECK_TYPE(t->scalar_type() == W.scalar_type(), op, ": ", name,
-                     " must have the dtype of W (", W.scalar_type(), "), got ", t->scalar_type());
-    TORCH_CHECK_VALUE(t->device() == W.device(), op, ": ", name, " must be on W's device (",
-                      W.device(), "), got ", t->device());
-  }
+  check_state(op, W, {{&W, "W"}, {&b, "b"}, {&vW, "vel_W"}, {&vb, "vel_b"}, {&chains, "chains"}});
   // the chains, W and b as bm_gibbs checks them (one host sync for the value checks)
   BmPrep p = bm_prepare(op, chains, W, b, n_sweeps, std::nullopt, 1.0, order, seed, offset, 0);
   TORCH_CHECK_VALUE(vW.sizes() == W.sizes() && vb.sizes() == b.sizes(), op,

@@ -172,12 +172,7 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
 
 // rbm_fit_epoch_ writes its parameters in place: their version counters are bumped, and
 // tensors that require grad are refused while grad mode is on (gmk/inplace.h).
-TORCH_LIBRARY_IMPL(gmkernels, Autograd, m) {
-  gmk::register_inplace_dispatch(m, true, {"rbm_fit_epoch_"});
-}
-TORCH_LIBRARY_IMPL(gmkernels, ADInplaceOrView, m) {
-  gmk::register_inplace_dispatch(m, false, {"rbm_fit_epoch_"});
-}
+GMK_INPLACE_DISPATCH("rbm_fit_epoch_")
 
 
 TORCH_LIBRARY_IMPL(gmkernels, CPU, m) { gmk::register_composites(m); }

@@ -19,6 +19,7 @@
 
 #include "gmk/checks.h"
 #include "gmk/glue.h"
+#include "gmk/inplace.h"
 #include "rbm.h"
 
 namespace gmk {
@@ -126,16 +127,8 @@ at::Tensor rbm_fit_epoch_run(const char* op, at::Tensor& W, at::Tensor& b, at::T
                              int64_t k, bool persistent, double lr, double momentum,
                              double weight_decay, int64_t seed, int64_t offset, const Pass& pass) {
   const RbmPrep p = rbm_prepare(op, &data, W, b, c, std::nullopt, 1.0);
-  for (const auto& [t, name] : {std::pair<const at::Tensor*, const char*>{&W, "W"}, {&b, "b"},
-                                {&c, "c"}, {&vW, "vel_W"}, {&vb, "vel_b"}, {&vc, "vel_c"},
-                                {&chains, "chains"}}) {
-    TORCH_CHECK_VALUE(t->is_contiguous(), op, ": ", name, " must be contiguous (it is updated in "
-                      "place), got strides ", t->strides());
-    TORCH_CHECK_TYPE(t->scalar_type() == W.scalar_type(), op, ": ", name,
-                     " must have the dtype of W (", W.scalar_type(), "), got ", t->scalar_type());
-    TORCH_CHECK_VALUE(t->device() == W.device(), op, ": ", name, " must be on W's device (",
-                      W.device(), "), got ", t->device());
-  }
+  check_state(op, W, {{&W, "W"}, {&b, "b"}, {&c, "c"}, {&vW, "vel_W"}, {&vb, "vel_b"},
+                      {&vc, "vel_c"}, {&chains, "chains"}});
   TORCH_CHECK_VALUE(vW.sizes() == W.sizes() && vb.sizes() == b.sizes() && vc.sizes() == c.sizes(),
                     op, ": vel_W, vel_b, vel_c must have the shapes of W, b, c, got ", vW.sizes(),
                     ", ", vb.sizes(), ", ", vc.sizes());
@@ -157,10 +150,12 @@ at::Tensor rbm_fit_epoch_run(const char* op, at::Tensor& W, at::Tensor& b, at::T
   const int64_t nc = persistent ? chains.size(0) : bs;
   // The whole epoch's stream range: offset + 2k · n_batches must fit in 64 bits.
   const uint64_t per = 2 * static_cast<uint64_t>(k);
+  const uint64_t room = ~uint64_t{0} - static_cast<uint64_t>(offset);
   TORCH_CHECK_VALUE(static_cast<uint64_t>(k) < (uint64_t{1} << 62) &&
-                        static_cast<uint64_t>(n_batches) <= (~uint64_t{0} - static_cast<uint64_t>(offset)) / per,
+                        static_cast<uint64_t>(n_batches) <= room / per,
                     op, ": k and the batches must fit the stream: offset + 2 k * batches <= 2^64, "
-                    "got offset ", static_cast<uint64_t>(offset), ", k ", k, ", ", n_batches, " batches");
+                    "got offset ", static_cast<uint64_t>(offset), ", k ", k, ", ", n_batches,
+                    " batches");
   checked_stream(op, {nc, std::max(p.nv, p.nh)}, seed, offset, 0);
   const auto opts = W.options();
   at::Tensor vbuf = at::empty({bs, p.nv}, opts), phbuf = at::empty({bs, p.nh}, opts);
@@ -193,9 +188,9 @@ at::Tensor rbm_fit_epoch_run(const char* op, at::Tensor& W, at::Tensor& b, at::T
     if (!persistent) vk.copy_(v);
     const int64_t r = vk.size(0);
     at::Tensor hh = rows(h, r), prh = rows(pre_h, r), prv = rows(pre_v, r);
-    rbm_gibbs_into(W, Wt, b, c, none, 1.0, k, seed,
-                   static_cast<int64_t>(static_cast<uint64_t>(offset) + per * static_cast<uint64_t>(i)),
-                   0, vk, hh, prh, prv, pass);
+    const uint64_t at_i = static_cast<uint64_t>(offset) + per * static_cast<uint64_t>(i);
+    rbm_gibbs_into(W, Wt, b, c, none, 1.0, k, seed, static_cast<int64_t>(at_i), 0, vk, hh, prh,
+                   prv, pass);
     at::Tensor err_i = errs.select(0, i);
     at::Tensor d = rows(dbuf, m);
     if (!persistent) {

@@ -50,11 +50,4 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
 
 // The fills are in-place ops: their version counter is bumped, and inputs that require grad
 // are refused (gmk/inplace.h).
-TORCH_LIBRARY_IMPL(gmkernels, Autograd, m) {
-  gmk::register_inplace_dispatch(
-      m, true, {"random_uint32_", "random_uniform_", "random_normal_", "random_rademacher_"});
-}
-TORCH_LIBRARY_IMPL(gmkernels, ADInplaceOrView, m) {
-  gmk::register_inplace_dispatch(
-      m, false, {"random_uint32_", "random_uniform_", "random_normal_", "random_rademacher_"});
-}
+GMK_INPLACE_DISPATCH("random_uint32_", "random_uniform_", "random_normal_", "random_rademacher_")

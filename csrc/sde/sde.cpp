@@ -408,9 +408,4 @@ TORCH_LIBRARY_FRAGMENT(gmkernels, m) {
 
 // langevin_step_ is an in-place op: x's version counter is bumped, and inputs that require
 // grad are refused (gmk/inplace.h).
-TORCH_LIBRARY_IMPL(gmkernels, Autograd, m) {
-  gmk::register_inplace_dispatch(m, true, {"langevin_step_"});
-}
-TORCH_LIBRARY_IMPL(gmkernels, ADInplaceOrView, m) {
-  gmk::register_inplace_dispatch(m, false, {"langevin_step_"});
-}
+GMK_INPLACE_DISPATCH("langevin_step_")

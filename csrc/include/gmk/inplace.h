@@ -167,4 +167,28 @@ inline void register_inplace_dispatch(torch::Library& m, bool autograd,
   }
 }
 
+// The state an in-place training op (rbm_fit_epoch_, bm_fit_epoch_) writes: every tensor must be
+// contiguous (the loops write through raw views of it) and share W's dtype and device.
+inline void check_state(const char* op, const at::Tensor& W,
+                        std::initializer_list<std::pair<const at::Tensor*, const char*>> state) {
+  for (const auto& [t, name] : state) {
+    TORCH_CHECK_VALUE(t->is_contiguous(), op, ": ", name, " must be contiguous (it is updated in "
+                      "place), got strides ", t->strides());
+    TORCH_CHECK_TYPE(t->scalar_type() == W.scalar_type(), op, ": ", name,
+                     " must have the dtype of W (", W.scalar_type(), "), got ", t->scalar_type());
+    TORCH_CHECK_VALUE(t->device() == W.device(), op, ": ", name, " must be on W's device (",
+                      W.device(), "), got ", t->device());
+  }
+}
+
 }  // namespace gmk
+
+// The Autograd and ADInplaceOrView registrations of a group's in-place ops, in one line:
+//   GMK_INPLACE_DISPATCH("op_a_", "op_b_")
+#define GMK_INPLACE_DISPATCH(...)                                        \
+  TORCH_LIBRARY_IMPL(gmkernels, Autograd, m) {                           \
+    gmk::register_inplace_dispatch(m, true, {__VA_ARGS__});              \
+  }                                                                      \
+  TORCH_LIBRARY_IMPL(gmkernels, ADInplaceOrView, m) {                    \
+    gmk::register_inplace_dispatch(m, false, {__VA_ARGS__});             \
+  }
