@@ -182,7 +182,9 @@ class BoltzmannMachine(nn.Module):
         times ``⟨y yᵀ⟩_data - ⟨y yᵀ⟩_chains - weight_decay W`` (and the bias analogue), with
         optional momentum; ``W`` stays symmetric with a zero diagonal. With ``lr_decay`` the
         step size follows ``lr / (1 + t / τ)``, τ a tenth of the steps (Robbins-Monro), so the
-        parameters settle instead of jittering at the chains' noise level.
+        parameters settle instead of jittering at the chains' noise level. Each epoch is one op
+        call (``torch.ops.gmkernels.bm_fit_epoch_``: the batch loop, sweeps and updates in C++,
+        the moment mismatch read once per epoch).
 
         The chains persist across calls (buffer ``chains``); their stream is ``seed`` (drawn
         from ``generator`` on the first call when None) at consecutive offsets. The chains'

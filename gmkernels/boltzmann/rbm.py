@@ -186,7 +186,9 @@ class RBM(nn.Module):
 
             ΔW ∝ <v σ(vW + c)ᵀ>_data - <v σ(vW + c)ᵀ>_model - weight_decay W,
 
-        with momentum.
+        with momentum. Each epoch is one op call (``torch.ops.gmkernels.rbm_fit_epoch_``): the
+        minibatch loop, the Gibbs chains, the statistics and the updates run in C++ (or on the
+        GPU) with the reconstruction error kept on the device, read once per epoch.
 
         The chains and their stream position are buffers (``chains``, ``stream``): a later
         call, or a model reloaded from its state dict, continues them on fresh noise. ``seed``
