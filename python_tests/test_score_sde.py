@@ -276,3 +276,25 @@ def test_other_bad_input():
         denoising_score_matching_loss(lambda x, t: x, torch.zeros(4, 2), torch.tensor([1.0, -1.0]))
     with pytest.raises(ValueError, match="score_fn must return a tensor of x's shape"):
         denoising_score_matching_loss(lambda x, t: x[:, 0], torch.zeros(4, 2), VPSDE(), seed=0)
+
+
+@pytest.mark.parametrize("kind,predictor,pf", [("vp", "euler_maruyama", False),
+                                               ("ve", "reverse_diffusion", False),
+                                               ("subvp", "euler_maruyama", True)])
+def test_sample_equals_the_loop_of_public_steps(kind, predictor, pf):
+    """sample() calls the native op directly (its arguments checked once): the result must be
+    bit for bit the loop of public gmkernels.reverse_sde_step calls it stands for."""
+    from gmkernels.random import normal
+    sde = {"vp": VPSDE(0.1, 20), "ve": VESDE(0.01, 5), "subvp": subVPSDE(0.1, 20)}[kind]
+    fn = lambda x, t: -x / (1 + t[:, None])  # noqa: E731
+    n, shape, seed = 40, (33, 3), 7
+    got = sample(fn, sde, shape, n_steps=n, predictor=predictor, probability_flow=pf,
+                 denoise=False, seed=seed)
+    x = sde.prior_sampling(shape, seed=seed, offset=0)
+    h = (1.0 - 1e-3) / n
+    for i in range(n):
+        t = 1.0 - i * h
+        s = fn(x, torch.full((shape[0],), t))
+        x = gmkernels.reverse_sde_step(x, s, t, h, sde, predictor=predictor,
+                                       probability_flow=pf, seed=seed, offset=1 + i)
+    assert torch.equal(got, x), float((got - x).abs().max())

@@ -17,8 +17,9 @@ from typing import Callable
 
 import torch
 
-from .. import _checks
-from .._enums import PREDICTORS
+from .. import _backend, _checks
+from .._checks import as_int64_bits
+from .._enums import PREDICTORS, SDE_KINDS
 from .._progress import progress_bar
 from ..ops import sde as _sde
 from ..random import normal
@@ -108,6 +109,18 @@ def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, 
     if return_trajectory:
         traj = torch.empty((n_steps + 1, *shape), dtype=dtype, device=device)
         traj[0] = x
+    # Every argument of the predictor steps is checked here once (t in [eps, 1], dt = h > 0,
+    # the sde, the seed and offsets), so on the native backend a step calls the op directly,
+    # below autograd: the per-call checks of gmkernels.reverse_sde_step were half of a small
+    # step (benchmarks/NOTES.md, issue 10 part 3). The same arguments as that wrapper passes:
+    # the results are bit for bit the same. (VP reverse diffusion with beta(t) h >= 1 is left
+    # to the wrapper, which refuses it at the first such step.)
+    direct = None
+    if (predictor is not None
+            and _backend.choose_backend("reverse_sde_step", x.device) == "native"
+            and not (predictor == "reverse_diffusion" and kind == "vp" and max(p0, p1) * h >= 1)):
+        direct = (torch.ops.gmkernels.reverse_sde_step, SDE_KINDS[kind], PREDICTORS[predictor],
+                  as_int64_bits(seed))
     with torch.no_grad():
         for i in progress_bar(range(n_steps), progress, f"sample ({kind})"):
             t = 1.0 - i * h
@@ -122,6 +135,10 @@ def sample(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde, 
                                                      torch.float64, "cpu")
                     x = _sde.affine_noise_step(x, s, float(cx), -float(cs), 0.0, seed=seed,
                                                offset=base)
+                elif direct is not None:
+                    rev, k, pr, seed64 = direct
+                    x = _backend.call_op(rev, (), x, s, None, t, h, k, p0, p1, pr,
+                                         probability_flow, seed64, as_int64_bits(base), 0)
                 else:
                     x = _sde.reverse_sde_step(x, s, t, h, sde, predictor=predictor,
                                          probability_flow=probability_flow, seed=seed, offset=base)
