@@ -145,7 +145,8 @@ def test_inplace_contract():
     (dict(k=0), "k must be >= 1"),
     (dict(chains=torch.zeros(4, 3, dtype=torch.float64)), "chains must have shape"),
     (dict(vel_W=torch.zeros(5, 4)), "vel_W must have the dtype of W"),
-    (dict(offset=-1), "must fit the stream"),
+    (dict(offset=-1), r"<= 2\^64"),               # not even the first batch's 2k positions
+    (dict(offset=-8), "batches must fit the stream"),  # 5 batches need 10 positions, 8 left
 ])
 def test_op_refuses_bad_arguments(change, match):
     W, b, c, data, chains, perm = _problem(20, 5, 4, 4, seed=3)

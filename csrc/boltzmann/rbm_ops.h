@@ -151,8 +151,8 @@ at::Tensor rbm_fit_epoch_run(const char* op, at::Tensor& W, at::Tensor& b, at::T
   // The whole epoch's stream range: offset + 2k · n_batches must fit in 64 bits.
   const uint64_t per = 2 * static_cast<uint64_t>(k);
   const uint64_t room = ~uint64_t{0} - static_cast<uint64_t>(offset);
-  TORCH_CHECK_VALUE(static_cast<uint64_t>(k) < (uint64_t{1} << 62) &&
-                        static_cast<uint64_t>(n_batches) <= room / per,
+  check_span(op, "k", k, offset, per, "2k");  // rbm_gibbs's limit on k, and the first batch
+  TORCH_CHECK_VALUE(static_cast<uint64_t>(n_batches) <= room / per,
                     op, ": k and the batches must fit the stream: offset + 2 k * batches <= 2^64, "
                     "got offset ", static_cast<uint64_t>(offset), ", k ", k, ", ", n_batches,
                     " batches");

@@ -168,11 +168,10 @@ def _bm_fit_gmkernels(inp):
     from ..boltzmann import BoltzmannMachine
     data = inp["data"]
     require_fused("bm_fit_epoch_", data.device)
-    kw = {k: v for k, v in BM_FIT.items()}
 
     def run():
         bm = BoltzmannMachine(data.shape[1], dtype=data.dtype, device=data.device)
-        return bm.fit(data, seed=0, **kw)
+        return bm.fit(data, seed=0, **BM_FIT)
     return run
 
 
